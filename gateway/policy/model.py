@@ -1,0 +1,119 @@
+"""The values tokengate reasons about: users, token records, identities."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class TokenType(enum.StrEnum):
+    WORKSPACE = "workspace"
+    MEMBER = "member"
+    PERSONAL = "personal"
+    TRUSTED = "trusted"
+
+
+class TokenStatus(enum.StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+OPERATOR = "operator"
+"""The actor name recorded when the admin key acts without ``X-Tokengate-Actor``."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A user of one workspace."""
+
+    username: str
+    role: Role
+    workspace: str
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The user as the admin API shows it."""
+        return {
+            "username": self.username,
+            "role": self.role.value,
+            "workspace": self.workspace,
+            "created_at": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A stored API token. ``secret_hash`` is the keyed hash, never the secret."""
+
+    token: str
+    type: TokenType
+    name: str
+    owner: str
+    workspace: str
+    created_by: str
+    created_at: float
+    expires_at: float | None
+    secret_hash: str = field(repr=False)
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+    def status(self, now: float) -> TokenStatus:
+        """Revoked wins over expired; both are final."""
+        if self.revoked_at is not None:
+            return TokenStatus.REVOKED
+        if self.expires_at is not None and now >= self.expires_at:
+            return TokenStatus.EXPIRED
+        return TokenStatus.ACTIVE
+
+    def revoked(self, at: float) -> TokenRecord:
+        """A copy revoked at ``at`` (kept if already revoked)."""
+        if self.revoked_at is not None:
+            return self
+        return replace(self, revoked_at=at)
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        """The admin view of the token: never the secret or its hash."""
+        return {
+            "token": self.token,
+            "type": self.type.value,
+            "name": self.name,
+            "owner": self.owner,
+            "workspace": self.workspace,
+            "created_by": self.created_by,
+            "created_at": iso(self.created_at),
+            "last_used_at": iso(self.last_used_at),
+            "expires_at": iso(self.expires_at),
+            "revoked_at": iso(self.revoked_at),
+            "status": self.status(now).value,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a proxied request acts as, once authenticated."""
+
+    user: str
+    role: Role
+    token_type: TokenType
+    token: str
+    workspace: str
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as an RFC 3339 UTC timestamp with millisecond precision."""
+    if ts is None:
+        return None
+    import datetime as _dt
+
+    return (
+        _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )

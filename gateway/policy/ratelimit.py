@@ -1,0 +1,155 @@
+"""The sliding-window-log rate-limit decision and the headers that publish it.
+
+This is the reference: ``gateway/store/lua/ratelimit.lua`` runs the same
+decision inside Redis, the memory store calls :func:`decide` directly, and
+``tests/store/test_ratelimit_agreement.py`` proves all three agree.
+
+Timestamps are integer microseconds. Lua numbers are doubles, which hold
+every integer below 2**53 exactly (epoch microseconds are about 2**51), so
+Python ints and Redis scores compare identically and no float rounding can
+make the two implementations disagree.
+
+The rule, for a key with at most ``limit`` requests per ``window_us``:
+
+* an entry with ``ts <= now_us - window_us`` has left the window;
+* if fewer than ``limit`` entries remain, the request is admitted and
+  ``now_us`` is appended;
+* otherwise it is rejected and nothing is recorded, so a client that keeps
+  hammering is admitted again as soon as the window has room.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MICROS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    """A named limit: at most ``limit`` requests in any ``window_seconds``."""
+
+    name: str
+    limit: int
+    window_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """The outcome of one rate-limit check.
+
+    ``remaining`` is how many more requests would be admitted right now.
+    ``reset`` is the number of seconds until ``remaining`` next grows (the
+    entry that blocks the next admission leaves the window), and
+    ``retry_after`` equals it when the request was rejected, else 0.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: float
+    reset: float
+
+
+def window_micros(window_seconds: float) -> int:
+    """The window as whole microseconds; it must be at least one."""
+    window_us = round(window_seconds * MICROS)
+    if window_us < 1:
+        raise ValueError(f"rate-limit window must be positive, got {window_seconds!r}")
+    return window_us
+
+
+def to_micros(epoch_seconds: float) -> int:
+    """A wall-clock reading in epoch seconds as integer microseconds."""
+    return round(epoch_seconds * MICROS)
+
+
+def decision_from(*, allowed: bool, limit: int, count: int, reset_us: int) -> RateDecision:
+    """Build a decision from the window's entry count after the request.
+
+    Shared by :func:`decide` and the Redis store so that both turn the same
+    three numbers into the same value.
+    """
+    reset = reset_us / MICROS
+    return RateDecision(
+        allowed=allowed,
+        limit=limit,
+        remaining=max(0, limit - count),
+        retry_after=0.0 if allowed else reset,
+        reset=reset,
+    )
+
+
+def decide(
+    log: Sequence[int], now_us: int, limit: int, window_us: int
+) -> tuple[RateDecision, list[int]]:
+    """Record a request at ``now_us`` if the window has room; return the decision and new log.
+
+    ``log`` holds the admitted timestamps in ascending order.
+    """
+    kept = _live(log, now_us, limit, window_us)
+    allowed = len(kept) < limit
+    if allowed:
+        kept.append(now_us)
+    return _decision(kept, allowed, now_us, limit, window_us), kept
+
+
+def peek(log: Sequence[int], now_us: int, limit: int, window_us: int) -> RateDecision:
+    """Whether a request at ``now_us`` would be admitted, recording nothing."""
+    kept = _live(log, now_us, limit, window_us)
+    return _decision(kept, len(kept) < limit, now_us, limit, window_us)
+
+
+def _live(log: Sequence[int], now_us: int, limit: int, window_us: int) -> list[int]:
+    if limit < 1:
+        raise ValueError(f"rate limit must be at least 1, got {limit!r}")
+    if window_us < 1:
+        raise ValueError(f"rate-limit window must be positive, got {window_us!r} us")
+    cutoff = now_us - window_us
+    return [ts for ts in log if ts > cutoff]
+
+
+def _decision(
+    kept: list[int], allowed: bool, now_us: int, limit: int, window_us: int
+) -> RateDecision:
+    # The next admission needs fewer than ``limit`` entries, so the entry
+    # that must leave first is kept[len - limit] (kept[0] while under the
+    # limit). The log can exceed ``limit`` only if the limit was lowered.
+    if kept:
+        blocker = kept[max(0, len(kept) - limit)]
+        reset_us = blocker + window_us - now_us
+    else:
+        reset_us = 0
+    return decision_from(allowed=allowed, limit=limit, count=len(kept), reset_us=reset_us)
+
+
+def rate_limit_headers(
+    decision: RateDecision, *, policy: str, window_seconds: float
+) -> list[tuple[str, str]]:
+    """The response headers that publish a decision.
+
+    ``X-RateLimit-*`` for the clients of the API being fronted, and the
+    ``RateLimit-Policy`` / ``RateLimit`` fields of
+    draft-ietf-httpapi-ratelimit-headers (Structured Field lists whose item
+    is the quoted policy name): ``q`` quota, ``w`` window, ``r`` remaining,
+    ``t`` seconds until quota frees up. ``Retry-After`` only on rejection,
+    in whole seconds rounded up (never 0), so waiting that long suffices.
+    """
+    name = _sf_string(policy)
+    headers = [
+        ("X-RateLimit-Limit", str(decision.limit)),
+        ("X-RateLimit-Remaining", str(decision.remaining)),
+        ("RateLimit-Policy", f"{name};q={decision.limit};w={max(1, math.ceil(window_seconds))}"),
+        ("RateLimit", f"{name};r={decision.remaining};t={math.ceil(decision.reset)}"),
+    ]
+    if not decision.allowed:
+        headers.append(("Retry-After", str(max(1, math.ceil(decision.retry_after)))))
+    return headers
+
+
+def _sf_string(value: str) -> str:
+    """``value`` as an RFC 8941 sf-string; characters it cannot carry become ``_``."""
+    printable = "".join(c if " " <= c <= "~" else "_" for c in value)
+    return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'

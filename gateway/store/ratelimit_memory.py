@@ -1,0 +1,77 @@
+"""Sliding-window rate limits held in this process, for the ``memory://`` store.
+
+It calls the reference decision in :mod:`gateway.policy.ratelimit` directly,
+so it cannot drift from it. The checks never await, so each one is atomic on
+the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.policy.ratelimit import RateDecision, decide, peek, to_micros, window_micros
+
+# Idle keys are swept every max(_SWEEP_EVERY, number of keys) checks, so a
+# sweep's O(keys) cost is O(1) amortised per check.
+_SWEEP_EVERY = 1024
+
+
+@dataclass(slots=True)
+class _Window:
+    log: list[int]
+    window_us: int
+
+
+class MemoryRateLimiter:
+    """Per-key logs of admitted timestamps; each log holds at most ``limit`` entries.
+
+    ``clock`` returns epoch seconds (tests inject a fake one).
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._windows: dict[str, _Window] = {}
+        self._checks = 0
+
+    def __len__(self) -> int:
+        """How many keys are held (idle ones linger until the next sweep)."""
+        return len(self._windows)
+
+    async def hit(
+        self, key: str, limit: int, window_seconds: float, *, now_us: int | None = None
+    ) -> RateDecision:
+        """Admit and record a request for ``key`` if its window has room."""
+        now = self._now(now_us)
+        window_us = window_micros(window_seconds)
+        held = self._windows.get(key)
+        decision, log = decide(held.log if held else (), now, limit, window_us)
+        if log:
+            self._windows[key] = _Window(log, window_us)
+        else:
+            self._windows.pop(key, None)
+        self._maybe_sweep(now)
+        return decision
+
+    async def peek(
+        self, key: str, limit: int, window_seconds: float, *, now_us: int | None = None
+    ) -> RateDecision:
+        """Whether a request for ``key`` would be admitted now, recording nothing."""
+        held = self._windows.get(key)
+        return peek(held.log if held else (), self._now(now_us), limit, window_micros(window_seconds))
+
+    def sweep(self, now_us: int | None = None) -> None:
+        """Drop every key whose entries have all left their window."""
+        now = self._now(now_us)
+        idle = [k for k, w in self._windows.items() if w.log[-1] <= now - w.window_us]
+        for key in idle:
+            del self._windows[key]
+
+    def _now(self, now_us: int | None) -> int:
+        return to_micros(self._clock()) if now_us is None else now_us
+
+    def _maybe_sweep(self, now_us: int) -> None:
+        self._checks += 1
+        if self._checks >= max(_SWEEP_EVERY, len(self._windows)):
+            self._checks = 0
+            self.sweep(now_us)

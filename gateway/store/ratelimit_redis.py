@@ -1,0 +1,60 @@
+"""Sliding-window rate limits kept in Redis, exact across every gateway replica.
+
+Each check is one EVALSHA of ``lua/ratelimit.lua`` (redis-py's registered
+script falls back to loading it on NOSCRIPT), so it costs one round trip and
+runs atomically. Redis errors propagate; the caller fails closed with 503.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio
+
+from gateway.policy.ratelimit import RateDecision, decision_from, window_micros
+
+_SCRIPT = (Path(__file__).parent / "lua" / "ratelimit.lua").read_text("utf-8")
+
+
+class RedisRateLimiter:
+    """Rate limits as sorted sets of admitted timestamps, one key per limited subject.
+
+    Key layout: ``{prefix}rl:{<key>}``, a sorted set whose members are unique
+    per request and whose scores are admission times in microseconds. The
+    braces make ``<key>`` the hash tag, so the key is cluster safe. It expires
+    one window after its newest entry.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, prefix: str = "tg:") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._script = client.register_script(_SCRIPT)
+
+    def redis_key(self, key: str) -> str:
+        """The Redis key holding the window for ``key``."""
+        return f"{self._prefix}rl:{{{key}}}"
+
+    async def hit(
+        self, key: str, limit: int, window_seconds: float, *, now_us: int | None = None
+    ) -> RateDecision:
+        """Admit and record a request for ``key`` if its window has room (time from Redis TIME)."""
+        return await self._run("hit", key, limit, window_seconds, now_us)
+
+    async def peek(
+        self, key: str, limit: int, window_seconds: float, *, now_us: int | None = None
+    ) -> RateDecision:
+        """Whether a request for ``key`` would be admitted now, recording nothing."""
+        return await self._run("peek", key, limit, window_seconds, now_us)
+
+    async def _run(
+        self, mode: str, key: str, limit: int, window_seconds: float, now_us: int | None
+    ) -> RateDecision:
+        if limit < 1:
+            raise ValueError(f"rate limit must be at least 1, got {limit!r}")
+        window_us = window_micros(window_seconds)
+        args: list[Any] = [limit, window_us, mode, "" if now_us is None else now_us]
+        allowed, count, reset_us = await self._script(keys=[self.redis_key(key)], args=args)
+        return decision_from(
+            allowed=bool(allowed), limit=limit, count=int(count), reset_us=int(reset_us)
+        )

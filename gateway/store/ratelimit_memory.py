@@ -57,8 +57,9 @@ class MemoryRateLimiter:
         self, key: str, limit: int, window_seconds: float, *, now_us: int | None = None
     ) -> RateDecision:
         """Whether a request for ``key`` would be admitted now, recording nothing."""
+        now = self._now(now_us)
         held = self._windows.get(key)
-        return peek(held.log if held else (), self._now(now_us), limit, window_micros(window_seconds))
+        return peek(held.log if held else (), now, limit, window_micros(window_seconds))
 
     def sweep(self, now_us: int | None = None) -> None:
         """Drop every key whose entries have all left their window."""

@@ -52,7 +52,7 @@ def test_burst_admits_exactly_limit_and_remaining_counts_down() -> None:
     ],
 )
 def test_never_more_than_limit_in_any_window(spacing_us: int, limit: int, window_us: int) -> None:
-    """However fast a client sends, no window of that length ever holds more than limit admissions."""
+    """However fast a client sends, no window ever holds more than ``limit`` admissions."""
     times = [T0 + i * spacing_us for i in range(400)]
     admitted = [t for t, d in zip(times, run(times, limit, window_us)) if d.allowed]
     for i, start in enumerate(admitted):
@@ -61,7 +61,7 @@ def test_never_more_than_limit_in_any_window(spacing_us: int, limit: int, window
 
 
 def test_rejected_requests_do_not_consume_quota() -> None:
-    """A client hammering past the limit is admitted as soon as the first request leaves the window."""
+    """A client hammering past the limit is admitted once its first request leaves the window."""
     times = [T0] + [T0 + 1 + i * 1000 for i in range(39)]  # fills the window
     hammering = [T0 + S * k // 10 for k in range(1, 100)]  # 10/s until the window ends
     decisions = run(times + hammering + [T0 + WINDOW])
@@ -79,7 +79,7 @@ def test_rejected_requests_do_not_consume_quota() -> None:
     ],
 )
 def test_boundary_at_exactly_one_window(elapsed_us: int, allowed: bool) -> None:
-    """An entry stops counting exactly ``window`` after it was admitted, not a microsecond earlier."""
+    """An entry stops counting exactly ``window`` after its admission, not a microsecond earlier."""
     first, second = run([T0, T0 + elapsed_us], limit=1, window=WINDOW)
     assert first.allowed
     assert second.allowed is allowed
@@ -87,7 +87,7 @@ def test_boundary_at_exactly_one_window(elapsed_us: int, allowed: bool) -> None:
 
 @pytest.mark.parametrize("rejected_at", [T0 + 40_000, T0 + 40_001, T0 + 123_456, T0 + WINDOW - 1])
 def test_waiting_retry_after_gets_through_exactly(rejected_at: int) -> None:
-    """Waiting exactly ``retry_after`` seconds gets the next request through, and not a microsecond less."""
+    """Waiting exactly ``retry_after`` gets the next request through; a microsecond less does not."""
     log: list[int] = []
     for i in range(LIMIT):
         _, log = decide(log, T0 + i * 1000, LIMIT, WINDOW)
@@ -100,7 +100,7 @@ def test_waiting_retry_after_gets_through_exactly(rejected_at: int) -> None:
 
 
 def test_retry_after_waits_for_the_blocking_entry_when_limit_was_lowered() -> None:
-    """If the limit dropped below the log's size, retry_after waits until enough entries have left."""
+    """If the limit dropped below the log size, retry_after waits until enough entries have left."""
     log = [T0, T0 + 1 * S, T0 + 2 * S, T0 + 3 * S]
     decision, kept = decide(log, T0 + 4 * S, 2, WINDOW)
     assert not decision.allowed
@@ -212,7 +212,7 @@ def test_window_micros_rounds_to_whole_microseconds() -> None:
 def test_headers(
     decision: RateDecision, policy: str, window: float, expected: list[tuple[str, str]]
 ) -> None:
-    """Headers carry the X-RateLimit pair, the IETF draft fields, and Retry-After (>= 1 s) only on 429."""
+    """Headers carry X-RateLimit-*, the IETF draft fields, and Retry-After (>= 1 s) only on 429."""
     assert rate_limit_headers(decision, policy=policy, window_seconds=window) == expected
 
 

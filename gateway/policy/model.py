@@ -117,3 +117,53 @@ def iso(ts: float | None) -> str | None:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceSettings:
+    """Per-workspace switches an admin controls."""
+
+    member_tokens: bool = False
+    default_expiry_days: int | None = None
+    max_expiry_days: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as the admin API shows them."""
+        return {
+            "member_tokens": self.member_tokens,
+            "default_expiry_days": self.default_expiry_days,
+            "max_expiry_days": self.max_expiry_days,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What authentication needs in one store round trip: the token record,
+    its owner (None if the owner is gone) and the workspace's settings."""
+
+    record: TokenRecord
+    owner: User | None
+    settings: WorkspaceSettings
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One lifecycle or security event."""
+
+    at: float
+    event: str
+    actor: str
+    subject: str
+    workspace: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as the admin API shows it."""
+        return {
+            "at": iso(self.at),
+            "event": self.event,
+            "actor": self.actor,
+            "subject": self.subject,
+            "workspace": self.workspace,
+            "detail": self.detail,
+        }

@@ -1,0 +1,330 @@
+"""Typed settings from a TOML file plus ``TOKENGATE_*`` environment overrides.
+
+Everything is validated at start-up. A bad setting raises :class:`ConfigError`
+with one line that names the key; the CLI prints it and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "TOKENGATE_"
+# Environment variables that are not settings of the file (secrets and process knobs).
+NON_SETTING_ENV = frozenset(
+    {
+        "MASTER_KEY",
+        "MASTER_KEY_FILE",
+        "ADMIN_KEY_FILE",
+        "CONFIG",
+    }
+)
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message is one line that names it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (IPv6 in brackets) and check both parts."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host, _, port_s = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        ipaddress.IPv6Address(host)
+    elif not host:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    elif not _is_hostname(host):
+        raise ValueError(f"not a valid host in {value!r}")
+    if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+        raise ValueError(f"port must be 0-65535 in {value!r}")
+    return host, int(port_s)
+
+
+def _is_hostname(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.split(".")
+    return all(
+        0 < len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
+        for label in labels
+    )
+
+
+class ListenSection(_Section):
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_listen(v)
+        return v
+
+
+class ProxySection(ListenSection):
+    listen: str = "0.0.0.0:8080"
+    max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)
+    trust_forwarded: bool = False
+
+
+class AdminSection(ListenSection):
+    listen: str = "127.0.0.1:9090"
+    key: str | None = Field(default=None, min_length=16)
+
+
+class UpstreamSection(_Section):
+    url: str = "http://127.0.0.1:3000"
+    timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    max_connections: int = Field(default=1000, ge=1, le=100000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {v!r}")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        try:
+            parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port in {v!r}") from exc
+        return v.rstrip("/")
+
+
+STORE_SCHEMES = ("redis", "rediss", "unix", "memory")
+
+
+class StoreSection(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = Field(default="tg:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:_.-]+$")
+    timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in STORE_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(STORE_SCHEMES)}, got {v!r}")
+        if parts.scheme in ("redis", "rediss") and not parts.hostname:
+            raise ValueError(f"a redis URL needs a host, got {v!r}")
+        try:
+            parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port in {v!r}") from exc
+        return v
+
+
+class TokensSection(_Section):
+    default_expiry_days: int = Field(default=90, ge=1, le=3650)
+    max_expiry_days: int = Field(default=365, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _order(self) -> TokensSection:
+        if self.default_expiry_days > self.max_expiry_days:
+            raise ValueError("default_expiry_days must not exceed max_expiry_days")
+        return self
+
+
+class PersonalTokensSection(_Section):
+    cutoff: dt.date = dt.date(2025, 2, 28)
+
+
+class AttemptLimit(_Section):
+    limit: int = Field(default=20, ge=1, le=1_000_000)
+    window_seconds: float = Field(default=60, gt=0, le=86400)
+
+
+class RateLimitSection(_Section):
+    limit: int = Field(default=40, ge=1, le=1_000_000_000)
+    window_seconds: float = Field(default=10, gt=0, le=86400)
+    key: Literal["username", "user"] = "username"
+    classes: list[dict[str, Any]] = Field(default_factory=list)
+    auth_failures: AttemptLimit = AttemptLimit()
+
+
+class TrustedAuthSection(_Section):
+    default_validity_seconds: int = Field(default=300, ge=1)
+    max_validity_seconds: int = Field(default=86400, ge=1)
+    key_failures: AttemptLimit = AttemptLimit(limit=10, window_seconds=60)
+
+    @model_validator(mode="after")
+    def _order(self) -> TrustedAuthSection:
+        if self.default_validity_seconds > self.max_validity_seconds:
+            raise ValueError("default_validity_seconds must not exceed max_validity_seconds")
+        return self
+
+
+class LogSection(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+    access: bool = True
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+
+class CacheSection(_Section):
+    ttl_seconds: float = Field(default=30, ge=0, le=3600)
+    max_entries: int = Field(default=100_000, ge=0, le=10_000_000)
+
+
+class LifecycleSection(_Section):
+    grace_seconds: float = Field(default=20, ge=0, le=3600)
+
+
+class Settings(_Section):
+    """All of tokengate's settings. Every key is optional."""
+
+    default_workspace: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    workspace_path: str | None = "/api/{workspace}/**"
+    proxy: ProxySection = ProxySection()
+    admin: AdminSection = AdminSection()
+    upstream: UpstreamSection = UpstreamSection()
+    store: StoreSection = StoreSection()
+    tokens: TokensSection = TokensSection()
+    personal_tokens: PersonalTokensSection = PersonalTokensSection()
+    rate_limit: RateLimitSection = RateLimitSection()
+    deny: list[dict[str, Any]] | None = None
+    trusted_auth: TrustedAuthSection = TrustedAuthSection()
+    log: LogSection = LogSection()
+    cache: CacheSection = CacheSection()
+    lifecycle: LifecycleSection = LifecycleSection()
+
+    @model_validator(mode="after")
+    def _compile_policy(self) -> Settings:
+        # Compile once here so a bad rule stops start-up with its name.
+        compiled_policy(self)
+        return self
+
+
+def compiled_policy(settings: Settings) -> Any:
+    """Compile deny rules, route classes and workspace scope from settings."""
+    from gateway.policy.policyset import PolicySet
+
+    return PolicySet.from_settings(
+        deny=settings.deny,
+        classes=settings.rate_limit.classes,
+        default_limit=settings.rate_limit.limit,
+        default_window=settings.rate_limit.window_seconds,
+        workspace_path=settings.workspace_path,
+    )
+
+
+SECTIONS = tuple(
+    sorted(
+        (name for name, f in Settings.model_fields.items()
+         if isinstance(f.default, BaseModel)),
+        key=len,
+        reverse=True,
+    )
+)
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Map ``TOKENGATE_<SECTION>_<KEY>`` variables onto nested settings keys."""
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):]
+        if rest in NON_SETTING_ENV:
+            continue
+        key = rest.lower()
+        for section in SECTIONS:
+            if key.startswith(section + "_"):
+                field = key[len(section) + 1:]
+                section_model = Settings.model_fields[section].annotation
+                assert isinstance(section_model, type) and issubclass(section_model, BaseModel)
+                if field not in section_model.model_fields:
+                    raise ConfigError(f"{name}: unknown setting {section}.{field}")
+                out.setdefault(section, {})[field] = value
+                break
+        else:
+            if key not in Settings.model_fields or key in SECTIONS:
+                raise ConfigError(f"{name}: unknown setting {key}")
+            out[key] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif "input" in err and not isinstance(err["input"], dict) and repr(err["input"]) not in msg:
+        msg = f"{msg} (got {err['input']!r})"
+    more = len(exc.errors()) - 1
+    return (f"{loc}: {msg}" if loc else msg) + (f" (and {more} more)" if more else "")
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the TOML file (if any), apply env then command-line overrides, validate."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    data = _merge(data, env_overrides(environ))
+    admin_key_file = environ.get(ENV_PREFIX + "ADMIN_KEY_FILE")
+    if admin_key_file:
+        data = _merge(data, {"admin": {"key": read_secret_file(admin_key_file, "TOKENGATE_ADMIN_KEY_FILE")}})
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+    except ValueError as exc:  # a rule that failed to compile
+        raise ConfigError(str(exc)) from None
+
+
+def read_secret_file(path: str, what: str) -> str:
+    """Read a secret from a file named in the environment."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None

@@ -1,0 +1,85 @@
+"""Which request headers are dropped, kept or added on the way upstream."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from gateway.policy.model import Identity
+
+# RFC 9110 section 7.6.1 plus the de-facto hop-by-hop fields proxies drop.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    }
+)
+
+IDENTITY_PREFIX = "x-tokengate-"
+# Headers tokengate sets itself; a client's copy is never passed on.
+GATEWAY_SET = frozenset(
+    {
+        "authorization",
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+        "x-request-id",
+    }
+)
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def spoofable(name: str) -> bool:
+    """True for any spelling an upstream might read as an identity header.
+
+    Case is ignored and ``_`` counts as ``-``: many servers (CGI/WSGI, nginx
+    with underscores_in_headers) map both to the same variable.
+    """
+    return name.lower().replace("_", "-").startswith(IDENTITY_PREFIX)
+
+
+def connection_tokens(values: list[str]) -> frozenset[str]:
+    """Header names listed in ``Connection`` (those are hop-by-hop too)."""
+    return frozenset(
+        token.strip().lower() for v in values for token in v.split(",") if token.strip()
+    )
+
+
+def dropped_request_header(name: str, listed: frozenset[str]) -> bool:
+    """Should a client request header be removed before forwarding?"""
+    lower = name.lower()
+    return lower in HOP_BY_HOP or lower in GATEWAY_SET or lower in listed or spoofable(name)
+
+
+def dropped_response_header(name: str, listed: frozenset[str]) -> bool:
+    """Should an upstream response header be removed before answering?"""
+    lower = name.lower()
+    return lower in HOP_BY_HOP or lower in listed
+
+
+def request_id(presented: str | None) -> str:
+    """Keep a well-formed client request id, else make one."""
+    if presented and REQUEST_ID.fullmatch(presented):
+        return presented
+    return uuid.uuid4().hex
+
+
+def identity_headers(identity: Identity) -> list[tuple[str, str]]:
+    """The identity headers the upstream can trust."""
+    return [
+        ("X-Tokengate-User", identity.user),
+        ("X-Tokengate-Role", identity.role.value),
+        ("X-Tokengate-Token-Type", identity.token_type.value),
+        ("X-Tokengate-Token", identity.token),
+        ("X-Tokengate-Workspace", identity.workspace),
+    ]

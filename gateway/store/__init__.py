@@ -1,0 +1,23 @@
+"""Stores: one interface, a Redis and a memory implementation."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from gateway.store.base import AlreadyExists, Invalidation, Store, StoreError
+
+__all__ = ["AlreadyExists", "Invalidation", "Store", "StoreError", "open_store"]
+
+
+def open_store(url: str, *, prefix: str = "tg:", timeout: float = 2.0) -> Store:
+    """The store for a URL: ``redis://``, ``rediss://``, ``unix://`` or ``memory://``."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from gateway.store.memory import MemoryStore
+
+        return MemoryStore()
+    if scheme in ("redis", "rediss", "unix"):
+        from gateway.store.redis import RedisStore
+
+        return RedisStore(url, prefix=prefix, timeout=timeout)
+    raise ValueError(f"unsupported store URL scheme {scheme!r}")

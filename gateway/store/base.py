@@ -1,0 +1,152 @@
+"""The one interface every store implements.
+
+Implementations: :class:`gateway.store.redis.RedisStore` (production) and
+:class:`gateway.store.memory.MemoryStore` (``tokengate demo``, single process).
+``tests/store/test_contract.py`` runs the same suite against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.policy.model import (
+    AuditEvent,
+    Credential,
+    TokenRecord,
+    TokenStatus,
+    TokenType,
+    User,
+    WorkspaceSettings,
+)
+from gateway.policy.ratelimit import RateDecision
+
+AUDIT_MAX = 10_000
+"""Audit events kept per deployment (oldest dropped first)."""
+
+
+class StoreError(Exception):
+    """The store could not be reached or answered with an error."""
+
+
+class AlreadyExists(Exception):
+    """A record with that key already exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    """A push message telling every process to forget cached credentials.
+
+    ``kind`` is ``token`` (``key`` a public token), ``user`` (``key`` a
+    username: drop every token of that owner) or ``all``.
+    """
+
+    kind: str
+    key: str
+    at: float
+
+
+InvalidationHandler = Callable[[Invalidation | None], Awaitable[None] | None]
+"""Called per message; with ``None`` when messages may have been missed."""
+
+
+class Store(Protocol):
+    """Users, tokens, settings, audit events, rate-limit windows, invalidations."""
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreError` unless the store answers."""
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+
+    # users
+    async def add_user(self, user: User) -> None:
+        """Add a user; raise :class:`AlreadyExists` if the username is taken."""
+
+    async def get_user(self, username: str) -> User | None:
+        """One user, or None."""
+
+    async def list_users(self, workspace: str | None) -> list[User]:
+        """Users of a workspace (all workspaces for None), sorted by name."""
+
+    async def remove_user(self, username: str, *, at: float) -> int | None:
+        """Remove a user and revoke every token they own at once.
+
+        Returns the number of tokens revoked, or None if there was no such user.
+        """
+
+    # tokens
+    async def create_token(self, record: TokenRecord) -> None:
+        """Store a new token; raise :class:`AlreadyExists` on a clash."""
+
+    async def get_token(self, token: str) -> TokenRecord | None:
+        """One token record (with its hash), or None."""
+
+    async def load_credential(self, token: str) -> Credential | None:
+        """The token with its owner and workspace settings, in one round trip."""
+
+    async def list_tokens(
+        self, workspace: str | None, *, owner: str | None = None
+    ) -> list[TokenRecord]:
+        """Tokens of a workspace (or all), optionally only one owner's, oldest first."""
+
+    async def revoke_token(self, token: str, *, at: float) -> TokenRecord | None:
+        """Revoke one token (idempotent); None if unknown."""
+
+    async def revoke_all(
+        self,
+        workspace: str,
+        *,
+        at: float,
+        token_type: TokenType | None = None,
+        owner: str | None = None,
+    ) -> int:
+        """Atomically revoke every active token of a workspace (of a type/owner)."""
+
+    async def touch(self, last_used: Mapping[str, float]) -> None:
+        """Record ``last_used_at`` for many tokens at once (coalesced writes)."""
+
+    # workspace settings
+    async def get_settings(self, workspace: str) -> WorkspaceSettings:
+        """A workspace's settings (defaults if never set)."""
+
+    async def put_settings(self, workspace: str, settings: WorkspaceSettings) -> None:
+        """Replace a workspace's settings and invalidate cached credentials."""
+
+    # audit
+    async def append_audit(self, event: AuditEvent) -> None:
+        """Record an event (bounded to the newest :data:`AUDIT_MAX`)."""
+
+    async def list_audit(self, *, workspace: str | None, limit: int) -> list[AuditEvent]:
+        """The newest events first."""
+
+    # rate limits
+    async def hit_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """Count one request against a sliding window (rejections are not counted)."""
+
+    async def peek_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """Would a request under ``key`` be admitted now? Records nothing."""
+
+    # invalidation
+    async def subscribe(self, handler: InvalidationHandler) -> None:
+        """Deliver every invalidation from any process to ``handler`` until close."""
+
+    async def publish(self, message: Invalidation) -> None:
+        """Tell every process sharing the store."""
+
+
+def owner_matches(record: TokenRecord, owner: str | None) -> bool:
+    """True if no owner filter is set or the record is that owner's."""
+    return owner is None or record.owner == owner
+
+
+def revocable(records: Iterable[TokenRecord], *, now: float,
+              token_type: TokenType | None, owner: str | None) -> list[TokenRecord]:
+    """The records revoke-all would revoke: active ones of the type/owner."""
+    return [
+        r for r in records
+        if r.status(now) is TokenStatus.ACTIVE
+        and (token_type is None or r.type is token_type)
+        and owner_matches(r, owner)
+    ]

@@ -1,0 +1,193 @@
+"""An in-process store for ``tokengate demo`` and single-process trials.
+
+Same semantics as the Redis store (the contract suite proves it); nothing
+survives a restart and nothing is shared between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+from gateway.policy.model import (
+    AuditEvent,
+    Credential,
+    TokenRecord,
+    TokenType,
+    User,
+    WorkspaceSettings,
+)
+from gateway.policy.ratelimit import RateDecision
+from gateway.store.base import (
+    AUDIT_MAX,
+    AlreadyExists,
+    Invalidation,
+    InvalidationHandler,
+    owner_matches,
+    revocable,
+)
+from gateway.store.ratelimit_memory import MemoryRateLimiter
+
+
+class MemoryStore:
+    """Everything in dictionaries of this process."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._users: dict[str, User] = {}
+        self._tokens: dict[str, TokenRecord] = {}
+        self._settings: dict[str, WorkspaceSettings] = {}
+        self._audit: deque[AuditEvent] = deque(maxlen=AUDIT_MAX)
+        self._handlers: list[InvalidationHandler] = []
+        self._limiter = MemoryRateLimiter(clock)
+
+    async def ping(self) -> None:
+        """The memory store is always reachable."""
+
+    async def close(self) -> None:
+        """Drop subscribers."""
+        self._handlers.clear()
+
+    async def add_user(self, user: User) -> None:
+        """Add a user; raise AlreadyExists if the username is taken."""
+        if user.username in self._users:
+            raise AlreadyExists(user.username)
+        self._users[user.username] = user
+
+    async def get_user(self, username: str) -> User | None:
+        """One user, or None."""
+        return self._users.get(username)
+
+    async def list_users(self, workspace: str | None) -> list[User]:
+        """Users of a workspace (or all), sorted by name."""
+        return sorted(
+            (u for u in self._users.values() if workspace is None or u.workspace == workspace),
+            key=lambda u: u.username,
+        )
+
+    async def remove_user(self, username: str, *, at: float) -> int | None:
+        """Remove a user and revoke their tokens."""
+        user = self._users.pop(username, None)
+        if user is None:
+            return None
+        count = self._revoke(
+            revocable(self._tokens.values(), now=at, token_type=None, owner=username), at
+        )
+        await self.publish(Invalidation("user", username, at))
+        return count
+
+    async def create_token(self, record: TokenRecord) -> None:
+        """Store a new token."""
+        if record.token in self._tokens:
+            raise AlreadyExists(record.token)
+        self._tokens[record.token] = record
+
+    async def get_token(self, token: str) -> TokenRecord | None:
+        """One token record, or None."""
+        return self._tokens.get(token)
+
+    async def load_credential(self, token: str) -> Credential | None:
+        """The token, its owner and its workspace settings."""
+        record = self._tokens.get(token)
+        if record is None:
+            return None
+        return Credential(
+            record, self._users.get(record.owner), await self.get_settings(record.workspace)
+        )
+
+    async def list_tokens(
+        self, workspace: str | None, *, owner: str | None = None
+    ) -> list[TokenRecord]:
+        """Tokens of a workspace (or all), oldest first."""
+        return sorted(
+            (
+                r for r in self._tokens.values()
+                if (workspace is None or r.workspace == workspace) and owner_matches(r, owner)
+            ),
+            key=lambda r: (r.created_at, r.token),
+        )
+
+    async def revoke_token(self, token: str, *, at: float) -> TokenRecord | None:
+        """Revoke one token (idempotent)."""
+        record = self._tokens.get(token)
+        if record is None:
+            return None
+        if record.revoked_at is None:
+            self._revoke([record], at)
+            await self.publish(Invalidation("token", token, at))
+        return self._tokens[token]
+
+    async def revoke_all(
+        self,
+        workspace: str,
+        *,
+        at: float,
+        token_type: TokenType | None = None,
+        owner: str | None = None,
+    ) -> int:
+        """Revoke every active token of a workspace (of a type/owner)."""
+        records = [r for r in self._tokens.values() if r.workspace == workspace]
+        victims = revocable(records, now=at, token_type=token_type, owner=owner)
+        count = self._revoke(victims, at)
+        for r in victims:
+            await self.publish(Invalidation("token", r.token, at))
+        return count
+
+    def _revoke(self, records: list[TokenRecord], at: float) -> int:
+        for r in records:
+            self._tokens[r.token] = r.revoked(at)
+        return len(records)
+
+    async def touch(self, last_used: Mapping[str, float]) -> None:
+        """Record last_used_at for tokens that still exist."""
+        for token, ts in last_used.items():
+            record = self._tokens.get(token)
+            if record is not None and (record.last_used_at or 0) < ts:
+                self._tokens[token] = replace(record, last_used_at=ts)
+
+    async def get_settings(self, workspace: str) -> WorkspaceSettings:
+        """A workspace's settings."""
+        return self._settings.get(workspace, WorkspaceSettings())
+
+    async def put_settings(self, workspace: str, settings: WorkspaceSettings) -> None:
+        """Replace a workspace's settings."""
+        self._settings[workspace] = settings
+        await self.publish(Invalidation("all", workspace, self._clock()))
+
+    async def append_audit(self, event: AuditEvent) -> None:
+        """Record an event."""
+        self._audit.append(event)
+
+    async def list_audit(self, *, workspace: str | None, limit: int) -> list[AuditEvent]:
+        """The newest events first."""
+        out: list[AuditEvent] = []
+        for event in reversed(self._audit):
+            if workspace is None or event.workspace == workspace:
+                out.append(event)
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def hit_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """Count one request against a sliding window."""
+        return await self._limiter.hit(key, limit, window_seconds)
+
+    async def peek_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """Would a request be admitted now?"""
+        return await self._limiter.peek(key, limit, window_seconds)
+
+    async def subscribe(self, handler: InvalidationHandler) -> None:
+        """Deliver invalidations published in this process."""
+        self._handlers.append(handler)
+
+    async def publish(self, message: Invalidation) -> None:
+        """Call every subscriber (this process only)."""
+        for handler in list(self._handlers):
+            result = handler(message)
+            if inspect.isawaitable(result):
+                await result
+        await asyncio.sleep(0)

@@ -1,0 +1,454 @@
+"""The production store: Redis, through redis.asyncio (with hiredis).
+
+Key layout (prefix ``tg:`` by default):
+
+* ``tg:user:<name>`` hash; ``tg:users`` and ``tg:ws:<ws>:users`` sets
+* ``tg:tok:{<token>}`` hash; ``tg:ws:<ws>:tokens`` zset (by creation time);
+  ``tg:owner:<name>:tokens`` set
+* ``tg:ws:<ws>:settings`` hash; ``tg:audit`` capped list
+* ``tg:rl:{<key>}`` sliding-window zsets (see ``ratelimit.lua``)
+* channel ``tg:invalidate`` for cache invalidations
+
+Every multi-key change is one Lua script, so it is atomic and costs one
+round trip; revocations publish their invalidation inside the same script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.policy.model import (
+    AuditEvent,
+    Credential,
+    Role,
+    TokenRecord,
+    TokenType,
+    User,
+    WorkspaceSettings,
+)
+from gateway.policy.ratelimit import RateDecision
+from gateway.store.base import (
+    AUDIT_MAX,
+    AlreadyExists,
+    Invalidation,
+    InvalidationHandler,
+    StoreError,
+)
+from gateway.store.ratelimit_redis import RedisRateLimiter
+
+log = logging.getLogger("tokengate.store")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _lua(name: str) -> str:
+    return resources.files("gateway.store").joinpath(f"lua/{name}.lua").read_text()
+
+
+def _wrap_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Turn any Redis failure into StoreError, so callers fail closed with 503."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"redis: {type(exc).__name__}") from exc
+
+    return wrapper
+
+
+def _s(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return {_s(flat[i]) or "": _s(flat[i + 1]) or "" for i in range(0, len(flat), 2)}
+
+
+def _f(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+def _record(token: str, h: Mapping[str, str]) -> TokenRecord:
+    return TokenRecord(
+        token=token,
+        type=TokenType(h["type"]),
+        name=h.get("name", ""),
+        owner=h["owner"],
+        workspace=h["workspace"],
+        created_by=h.get("created_by", ""),
+        created_at=float(h["created_at"]),
+        expires_at=_f(h.get("expires_at")),
+        secret_hash=h.get("secret_hash", ""),
+        last_used_at=_f(h.get("last_used_at")),
+        revoked_at=_f(h.get("revoked_at")),
+    )
+
+
+def _user(username: str, h: Mapping[str, str]) -> User:
+    return User(username, Role(h["role"]), h["workspace"], float(h["created_at"]))
+
+
+def _settings(h: Mapping[str, str]) -> WorkspaceSettings:
+    def opt_int(key: str) -> int | None:
+        v = h.get(key)
+        return int(v) if v else None
+
+    return WorkspaceSettings(
+        member_tokens=h.get("member_tokens") == "1",
+        default_expiry_days=opt_int("default_expiry_days"),
+        max_expiry_days=opt_int("max_expiry_days"),
+    )
+
+
+class RedisStore:
+    """Store on one Redis server (``redis://``, ``rediss://`` or ``unix://``)."""
+
+    def __init__(self, url: str, *, prefix: str = "tg:", timeout: float = 2.0) -> None:
+        self.prefix = prefix
+        self.channel = prefix + "invalidate"
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+        )
+        self._limiter = RedisRateLimiter(self.client, prefix)
+        self._scripts = {
+            name: self.client.register_script(_lua(name))
+            for name in ("credential", "create_token", "revoke_token", "revoke_all",
+                         "remove_user", "touch")
+        }
+        self._listener: asyncio.Task[None] | None = None
+        self._handlers: list[InvalidationHandler] = []
+
+    # keys
+    def _tok(self, token: str) -> str:
+        return f"{self.prefix}tok:{{{token}}}"
+
+    def _user_key(self, username: str) -> str:
+        return f"{self.prefix}user:{username}"
+
+    def _ws(self, workspace: str, what: str) -> str:
+        return f"{self.prefix}ws:{workspace}:{what}"
+
+    def _owner(self, username: str) -> str:
+        return f"{self.prefix}owner:{username}:tokens"
+
+    @_wrap_errors
+    async def ping(self) -> None:
+        """Raise StoreError unless Redis answers."""
+        await self.client.ping()
+
+    async def close(self) -> None:
+        """Stop the listener and close connections."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        await self.client.aclose()
+
+    # users
+    @_wrap_errors
+    async def add_user(self, user: User) -> None:
+        """Add a user; AlreadyExists if taken."""
+        key = self._user_key(user.username)
+        fields = {"role": user.role.value, "workspace": user.workspace,
+                  "created_at": repr(user.created_at)}
+        async with self.client.pipeline(transaction=True) as pipe:
+            # HSETNX on a marker field makes the existence check atomic.
+            pipe.hsetnx(key, "username", user.username)
+            pipe.hsetnx(key, "created_at", fields["created_at"])
+            res = await pipe.execute()
+        if not res[0]:
+            raise AlreadyExists(user.username)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.sadd(self.prefix + "users", user.username)
+            pipe.sadd(self._ws(user.workspace, "users"), user.username)
+            pipe.sadd(self.prefix + "workspaces", user.workspace)
+            await pipe.execute()
+
+    @_wrap_errors
+    async def get_user(self, username: str) -> User | None:
+        """One user, or None."""
+        h = _pairs_dict(await self.client.hgetall(self._user_key(username)))
+        return _user(username, h) if "role" in h else None
+
+    @_wrap_errors
+    async def list_users(self, workspace: str | None) -> list[User]:
+        """Users of a workspace (or all), sorted by name."""
+        key = self._ws(workspace, "users") if workspace else self.prefix + "users"
+        names = sorted(_s(n) or "" for n in await self.client.smembers(key))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self._user_key(name))
+            rows = await pipe.execute()
+        return [_user(n, _pairs_dict(h)) for n, h in zip(names, rows) if h]
+
+    @_wrap_errors
+    async def remove_user(self, username: str, *, at: float) -> int | None:
+        """Remove a user and revoke every token they own, atomically."""
+        msg = orjson.dumps({"kind": "user", "key": username, "at": at})
+        count = await self._scripts["remove_user"](
+            keys=[self._user_key(username), self._owner(username), self.prefix + "users"],
+            args=[repr(at), self.prefix, self.channel, msg, username],
+        )
+        return None if int(count) < 0 else int(count)
+
+    # tokens
+    @_wrap_errors
+    async def create_token(self, record: TokenRecord) -> None:
+        """Store and index a new token atomically."""
+        fields: list[str] = []
+        for k, v in _record_fields(record).items():
+            fields += [k, v]
+        ok = await self._scripts["create_token"](
+            keys=[self._tok(record.token), self._ws(record.workspace, "tokens"),
+                  self._owner(record.owner)],
+            args=[record.token, repr(record.created_at), *fields],
+        )
+        if not ok:
+            raise AlreadyExists(record.token)
+        await self.client.sadd(self.prefix + "workspaces", record.workspace)
+
+    @_wrap_errors
+    async def get_token(self, token: str) -> TokenRecord | None:
+        """One token record, or None."""
+        h = _pairs_dict(await self.client.hgetall(self._tok(token)))
+        return _record(token, h) if h else None
+
+    @_wrap_errors
+    async def load_credential(self, token: str) -> Credential | None:
+        """Token, owner and workspace settings in one round trip."""
+        res = await self._scripts["credential"](keys=[self._tok(token)], args=[self.prefix])
+        if not res:
+            return None
+        record = _record(token, _pairs(res[0]))
+        owner_h = _pairs(res[1])
+        owner = _user(record.owner, owner_h) if "role" in owner_h else None
+        return Credential(record, owner, _settings(_pairs(res[2])))
+
+    @_wrap_errors
+    async def list_tokens(
+        self, workspace: str | None, *, owner: str | None = None
+    ) -> list[TokenRecord]:
+        """Tokens of a workspace (or all), oldest first."""
+        if workspace is None:
+            workspaces = sorted(_s(w) or "" for w in
+                                await self.client.smembers(self.prefix + "workspaces"))
+        else:
+            workspaces = [workspace]
+        tokens: list[str] = []
+        for ws in workspaces:
+            tokens += [_s(t) or "" for t in await self.client.zrange(self._ws(ws, "tokens"), 0, -1)]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for t in tokens:
+                pipe.hgetall(self._tok(t))
+            rows = await pipe.execute()
+        records = [_record(t, _pairs_dict(h)) for t, h in zip(tokens, rows) if h]
+        if owner is not None:
+            records = [r for r in records if r.owner == owner]
+        return sorted(records, key=lambda r: (r.created_at, r.token))
+
+    @_wrap_errors
+    async def revoke_token(self, token: str, *, at: float) -> TokenRecord | None:
+        """Revoke one token and publish the invalidation, atomically."""
+        msg = orjson.dumps({"kind": "token", "key": token, "at": at})
+        res = await self._scripts["revoke_token"](
+            keys=[self._tok(token)], args=[repr(at), self.channel, msg]
+        )
+        return _record(token, _pairs(res)) if res else None
+
+    @_wrap_errors
+    async def revoke_all(
+        self,
+        workspace: str,
+        *,
+        at: float,
+        token_type: TokenType | None = None,
+        owner: str | None = None,
+    ) -> int:
+        """Revoke every active token of a workspace (of a type/owner), atomically."""
+        msg = orjson.dumps({"kind": "all", "key": workspace, "at": at})
+        count = await self._scripts["revoke_all"](
+            keys=[self._ws(workspace, "tokens")],
+            args=[repr(at), token_type.value if token_type else "", owner or "",
+                  self.prefix, self.channel, msg],
+        )
+        return int(count)
+
+    @_wrap_errors
+    async def touch(self, last_used: Mapping[str, float]) -> None:
+        """Coalesced last_used_at writes in one script call."""
+        if not last_used:
+            return
+        items = list(last_used.items())
+        await self._scripts["touch"](
+            keys=[self._tok(t) for t, _ in items], args=[repr(ts) for _, ts in items]
+        )
+
+    # settings
+    @_wrap_errors
+    async def get_settings(self, workspace: str) -> WorkspaceSettings:
+        """A workspace's settings."""
+        return _settings(_pairs_dict(await self.client.hgetall(self._ws(workspace, "settings"))))
+
+    @_wrap_errors
+    async def put_settings(self, workspace: str, settings: WorkspaceSettings) -> None:
+        """Replace a workspace's settings and push an invalidation."""
+        key = self._ws(workspace, "settings")
+        mapping = {
+            "member_tokens": "1" if settings.member_tokens else "0",
+            "default_expiry_days": str(settings.default_expiry_days or ""),
+            "max_expiry_days": str(settings.max_expiry_days or ""),
+        }
+        msg = orjson.dumps({"kind": "all", "key": workspace, "at": time.time()})
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=mapping)
+            pipe.sadd(self.prefix + "workspaces", workspace)
+            pipe.publish(self.channel, msg)
+            await pipe.execute()
+
+    # audit
+    @_wrap_errors
+    async def append_audit(self, event: AuditEvent) -> None:
+        """Record an event, keeping the newest AUDIT_MAX."""
+        doc = orjson.dumps({"at": event.at, "event": event.event, "actor": event.actor,
+                            "subject": event.subject, "workspace": event.workspace,
+                            "detail": event.detail})
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.lpush(self.prefix + "audit", doc)
+            pipe.ltrim(self.prefix + "audit", 0, AUDIT_MAX - 1)
+            await pipe.execute()
+
+    @_wrap_errors
+    async def list_audit(self, *, workspace: str | None, limit: int) -> list[AuditEvent]:
+        """The newest events first."""
+        out: list[AuditEvent] = []
+        start, page = 0, max(limit, 100)
+        while len(out) < limit and start < AUDIT_MAX:
+            rows = await self.client.lrange(self.prefix + "audit", start, start + page - 1)
+            if not rows:
+                break
+            for raw in rows:
+                d = orjson.loads(raw)
+                if workspace is None or d["workspace"] == workspace:
+                    out.append(AuditEvent(d["at"], d["event"], d["actor"], d["subject"],
+                                          d["workspace"], d.get("detail") or {}))
+                    if len(out) >= limit:
+                        break
+            start += page
+        return out
+
+    # rate limits
+    @_wrap_errors
+    async def hit_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """One atomic script call (time from Redis itself)."""
+        return await self._limiter.hit(key, limit, window_seconds)
+
+    @_wrap_errors
+    async def peek_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """Would a request be admitted now? Records nothing."""
+        return await self._limiter.peek(key, limit, window_seconds)
+
+    # invalidation
+    async def subscribe(self, handler: InvalidationHandler) -> None:
+        """Start (once) a listener that delivers every invalidation to handlers."""
+        self._handlers.append(handler)
+        if self._listener is None:
+            ready = asyncio.Event()
+            self._listener = asyncio.create_task(self._listen(ready))
+            # Wait (briefly) until subscribed, so nothing published after this
+            # returns can be missed.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ready.wait(), 5)
+
+    @_wrap_errors
+    async def publish(self, message: Invalidation) -> None:
+        """Publish one invalidation to every process."""
+        await self.client.publish(
+            self.channel, orjson.dumps({"kind": message.kind, "key": message.key, "at": message.at})
+        )
+
+    async def _dispatch(self, message: Invalidation | None) -> None:
+        for handler in list(self._handlers):
+            try:
+                result = handler(message)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # a broken handler must not stop invalidations
+                log.exception("invalidation handler failed")
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        backoff = 0.1
+        lost = False
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                ready.set()
+                backoff = 0.1
+                if lost:
+                    # Anything published while we were away is gone: drop all.
+                    await self._dispatch(None)
+                    lost = False
+                while True:
+                    msg = await pubsub.get_message(timeout=30.0)
+                    if msg is None or msg.get("type") != "message":
+                        continue
+                    try:
+                        d = orjson.loads(msg["data"])
+                        inv = Invalidation(str(d["kind"]), str(d["key"]), float(d["at"]))
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                        inv = None  # unknown message: be safe, drop everything
+                    await self._dispatch(inv)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except (RedisError, OSError) as exc:
+                # Messages may have been lost while disconnected: tell handlers
+                # to drop everything they cached, then resubscribe.
+                log.warning("invalidation listener lost redis: %s", type(exc).__name__)
+                lost = True
+                await self._dispatch(None)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+
+def _pairs_dict(h: Mapping[Any, Any]) -> dict[str, str]:
+    return {_s(k) or "": _s(v) or "" for k, v in h.items()}
+
+
+def _record_fields(r: TokenRecord) -> dict[str, str]:
+    fields = {
+        "type": r.type.value,
+        "name": r.name,
+        "owner": r.owner,
+        "workspace": r.workspace,
+        "created_by": r.created_by,
+        "created_at": repr(r.created_at),
+        "secret_hash": r.secret_hash,
+    }
+    for key in ("expires_at", "last_used_at", "revoked_at"):
+        value = getattr(r, key)
+        if value is not None:
+            fields[key] = repr(value)
+    return fields

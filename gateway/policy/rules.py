@@ -334,8 +334,9 @@ def _pattern(what: str, entry: Mapping[str, Any]) -> PathPattern:
     """The entry's path pattern, compiled with its case setting."""
     path = entry["path"]
     _require(what, isinstance(path, str), "path must be a string")
+    case_sensitive = _bool(what, entry, "case_sensitive")
     try:
-        return PathPattern(path, case_sensitive=_bool(what, entry, "case_sensitive"))
+        return PathPattern(path, case_sensitive=case_sensitive)
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.policy.errors import BadRequest
 from gateway.policy.paths import normalize_path
@@ -105,3 +107,29 @@ def test_refused_path_is_not_echoed() -> None:
     with pytest.raises(BadRequest) as caught:
         normalize_path("/<script>%2F")
     assert "script" not in caught.value.detail
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40).map(lambda s: "/" + s))
+def test_any_path_is_refused_or_canonical(raw: str) -> None:
+    """Any input is either a 400 or a plain-ASCII fixed point with no empty or dot segments."""
+    try:
+        result = normalize_path(raw)
+    except BadRequest:
+        return
+    assert result.isascii() and result.startswith("/")
+    assert normalize_path(result) == result
+    if result != "/":
+        assert all(seg not in ("", ".", "..") for seg in result.strip("/").split("/"))
+
+
+@given(st.lists(st.sampled_from(["a", "%2e", "%2E", ".", "..", "%41", "%7e", "", "b;c", "%C3%A9"]),
+                max_size=8))
+def test_escape_heavy_paths_are_refused_or_canonical(segments: list[str]) -> None:
+    """Paths built from tricky segments are a 400 or a fixed point of normalisation."""
+    raw = "/" + "/".join(segments)
+    try:
+        result = normalize_path(raw)
+    except BadRequest:
+        return
+    assert normalize_path(result) == result
+    assert "%2E" not in result and "%41" not in result and "%7E" not in result

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.policy.model import TokenType
 from gateway.policy.paths import normalize_path
@@ -453,3 +455,34 @@ def test_rules_module_imports_neither_aiohttp_nor_redis() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == ""
+
+
+@st.composite
+def routable_spelling(draw: st.DrawFn, path: str) -> str:
+    """A spelling of ``path`` that a framework decoding and resolving it would route alike."""
+    out: list[str] = []
+    for segment in path.strip("/").split("/"):
+        for _ in range(draw(st.integers(0, 2))):
+            out.append(draw(st.sampled_from([".", "%2e", "", "x/..", "x/%2E%2e"])))
+        spelled = ""
+        for char in segment:
+            char = char.upper() if draw(st.booleans()) else char
+            if draw(st.booleans()):
+                escape = f"%{ord(char):02x}"
+                char = escape.upper() if draw(st.booleans()) else escape
+            spelled += char
+        out.append(spelled)
+    tail = draw(st.sampled_from(["", "/", "//", "/.", ";v=1"]))
+    return draw(st.sampled_from(["/", "//"])) + "/".join(out) + tail
+
+
+@given(routable_spelling(INVITES), st.sampled_from([WORKSPACE, MEMBER]))
+def test_no_routable_spelling_of_a_denied_path_slips_through(raw: str, token: TokenType) -> None:
+    """Random mixes of case, escapes, dot segments and slashes are still denied."""
+    assert evaluate(DEFAULTS, "POST", raw, token) == "create-invite"
+
+
+@given(routable_spelling(CLONE))
+def test_no_routable_spelling_of_the_clone_path_slips_through(raw: str) -> None:
+    """Random spellings of the clone endpoint are still denied for member tokens."""
+    assert evaluate(DEFAULTS, "POST", raw, MEMBER) == "clone-report-run"

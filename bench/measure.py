@@ -1,0 +1,136 @@
+"""What every scenario shares: the common processes, sanity checks, one measured wrk run."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import resource
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import procs
+import sides
+from load import WrkResult, run_wrk
+from procs import BenchError, Processes, RedisStats, commandstats_delta, cpu_seconds
+
+
+@dataclass
+class Bench:
+    """The options, the tools, Redis, the upstream and tokengate's secrets of one run."""
+
+    args: argparse.Namespace
+    procs: Processes
+    workdir: Path
+    wrk: str
+    redis_port: int
+    upstream_port: int
+    tg: sides.TokengateEnv
+    helpers: list[subprocess.Popen[bytes]]
+    _credentials: tuple[str, str] | None = field(default=None, repr=False)
+
+    def say(self, msg: str) -> None:
+        """Progress on stderr, so stdout holds only the report."""
+        print(msg, file=sys.stderr, flush=True)
+
+    def helper_cpu(self) -> float:
+        """CPU seconds used so far by Redis and the upstream."""
+        return sum(cpu_seconds(p.pid) for p in self.helpers)
+
+    def credentials(self) -> tuple[str, str]:
+        """The bench token and secret, created through the CLI the first time."""
+        if self._credentials is None:
+            self.say("bench: creating an admin user and a workspace token through the CLI")
+            self._credentials = sides.create_bench_token(self.tg)
+        return self._credentials
+
+
+def start_common(args: argparse.Namespace, registry: Processes, workdir: Path) -> Bench:
+    """Check the tools; start Redis and the upstream, shared by every scenario."""
+    wrk = procs.require_tool("wrk", "wrk")
+    procs.require_tool("nginx", "nginx")
+    procs.require_tool("redis-server", "redis-server")
+    if procs.cpu_count() < 2:
+        procs.PINNING["on"] = False
+        print("bench: warning: fewer than 2 usable cores; running without taskset pinning",
+              file=sys.stderr)
+    else:
+        procs.require_tool("taskset", "util-linux")
+    redis_port = sides.start_redis(registry, workdir)
+    upstream_port = sides.start_upstream(registry, workdir)
+    helpers = [registry.named("redis"), registry.named("upstream")]
+    tg = sides.TokengateEnv(store_url=f"redis://127.0.0.1:{redis_port}/0")
+    return Bench(args, registry, workdir, wrk, redis_port, upstream_port, tg, helpers)
+
+
+def basic(token: str, secret: str) -> str:
+    """An ``Authorization: Basic`` value."""
+    return "Basic " + base64.b64encode(f"{token}:{secret}".encode()).decode()
+
+
+def get(url: str, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+    """One GET; status, headers and body, whatever the status."""
+    headers = {"Authorization": authorization} if authorization else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=5) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def check_side(side: sides.Side, authorization: str, checks_auth: bool) -> None:
+    """Prove the side proxies an authorized request and refuses one without credentials."""
+    status, headers, body = get(side.url, authorization)
+    if status != 200 or b"bench-upstream" not in body:
+        raise BenchError(f"{side.key} {side.label}: expected 200 from the upstream, got "
+                         f"{status}: {body[:300]!r}")
+    if checks_auth:
+        status, _, body = get(side.url, None)
+        if status != 401:
+            raise BenchError(f"{side.key} {side.label}: a request without credentials got "
+                             f"{status}, not 401: {body[:300]!r}")
+    if side.label.startswith("tokengate"):
+        limit = headers.get("X-RateLimit-Limit")
+        side.notes["x_ratelimit_limit"] = str(limit)
+        if limit is None:
+            print("bench: warning: tokengate's answer carries no X-RateLimit-Limit header",
+                  file=sys.stderr)
+
+
+def timed_run(bench: Bench, side: sides.Side, script: Path, conns: int, seconds: float,
+              warmup: float) -> dict[str, Any]:
+    """A warm-up, then one measured wrk run with Redis and CPU accounting around it."""
+    if warmup > 0:
+        run_wrk(bench.wrk, side.url, script, connections=conns, seconds=warmup)
+    stats = RedisStats(bench.redis_port)
+    before = stats.commandstats()
+    cpu_side, cpu_help = cpu_seconds(side.proc.pid), bench.helper_cpu()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    result: WrkResult = run_wrk(bench.wrk, side.url, script, connections=conns, seconds=seconds)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    redis = commandstats_delta(before, stats.commandstats())
+    wrk_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    return {
+        **result.as_dict(),
+        "errors": result.errors,
+        "connections": conns,
+        "redis": redis,
+        "side_cores": round((cpu_seconds(side.proc.pid) - cpu_side) / wall, 3),
+        "helper_cores": round((bench.helper_cpu() - cpu_help + wrk_cpu) / wall, 3),
+    }
+
+
+def progress_line(rnd: int, rounds: int, side: sides.Side, run: dict[str, Any]) -> str:
+    """One line on stderr per measured run."""
+    err = f"  ERRORS {run['errors']}" if run["errors"] else ""
+    return (f"  round {rnd + 1}/{rounds}  c={run['connections']:<3} {side.key} {side.label:<18}"
+            f" {run['rps']:>9,.0f} req/s  p50 {run['p50_us'] / 1000:6.2f} ms"
+            f"  p99 {run['p99_us'] / 1000:6.2f} ms  cpu {run['side_cores']:.2f}{err}")

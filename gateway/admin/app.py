@@ -1,0 +1,99 @@
+"""The control plane: health, metrics and the admin API, on its own listener."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from aiohttp import web
+
+from gateway.admin.api import register_api
+from gateway.metrics import exposition
+from gateway.policy.errors import Problem, StoreUnavailable, Unauthenticated
+from gateway.proxy.app import GATEWAY
+from gateway.proxy.problems import problem_response
+from gateway.runtime import Gateway
+from gateway.store.base import StoreError
+
+log = logging.getLogger("tokengate.admin")
+
+API_PREFIX = "/admin/api/"
+
+
+def _bad_admin_key() -> Unauthenticated:
+    problem = Unauthenticated("a valid admin key is required", reason="malformed")
+    problem.headers["WWW-Authenticate"] = 'Bearer realm="tokengate-admin"'
+    return problem
+
+
+@web.middleware
+async def admin_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Problems become problem+json; the store being down becomes 503."""
+    try:
+        try:
+            return await handler(request)
+        except StoreError:
+            raise StoreUnavailable() from None
+    except Problem as problem:
+        return problem_response(problem)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        problem = Problem(exc.reason or "error")
+        problem.status, problem.title = exc.status, exc.reason or "Error"
+        problem.type_slug = "http-" + str(exc.status)
+        return problem_response(problem)
+    except Exception:
+        log.exception("unhandled error in the admin API")
+        return problem_response(Problem("internal error"))
+
+
+@web.middleware
+async def admin_key(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """``/admin/api`` needs ``Authorization: Bearer <admin key>`` (constant-time)."""
+    if request.path.startswith(API_PREFIX) and request.path != API_PREFIX + "openapi.json":
+        expected = request.app[GATEWAY].settings.admin.key
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if (
+            expected is None
+            or scheme.lower() != "bearer"
+            or not hmac.compare_digest(presented.strip().encode(), expected.encode())
+        ):
+            raise _bad_admin_key()
+    return await handler(request)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the store answers and the process is not draining."""
+    gw = request.app[GATEWAY]
+    if gw.draining:
+        return web.json_response({"status": "draining"}, status=503)
+    try:
+        await gw.store.ping()
+    except StoreError:
+        return web.json_response({"status": "store unavailable"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition (all workers aggregated in multiprocess mode)."""
+    body, content_type = exposition(request.app[GATEWAY].metrics.registry)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+def build_admin_app(gw: Gateway) -> web.Application:
+    """The admin listener's application."""
+    app = web.Application(middlewares=[admin_errors, admin_key], client_max_size=256 * 1024)
+    app[GATEWAY] = gw
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    register_api(app)
+    return app

@@ -1,0 +1,240 @@
+"""The data plane: middlewares in order, then the streaming forwarder.
+
+``observe`` (problems, metrics, access log) → ``authenticate`` (path
+normalisation, credentials) → ``enforce`` (deny rules, workspace scope) →
+``limit`` (sliding window) → forward. Each step leaves its result on the
+request for the next; denied requests never reach the rate limiter, so they
+use up no quota.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from gateway.logs import log_access
+from gateway.policy.errors import (
+    BadGateway,
+    BadRequest,
+    Forbidden,
+    GatewayTimeout,
+    Problem,
+    StoreUnavailable,
+    TooManyRequests,
+    Unauthenticated,
+)
+from gateway.policy.headers import identity_headers, request_id
+from gateway.policy.model import Identity, TokenType
+from gateway.policy.paths import normalize_path
+from gateway.policy.ratelimit import rate_limit_headers
+from gateway.proxy.problems import problem_response
+from gateway.store.base import StoreError
+
+if TYPE_CHECKING:
+    from gateway.runtime import Gateway
+
+log = logging.getLogger("tokengate.proxy")
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+PUBLIC = "public:"
+"""Route-name prefix of endpoints that need no credentials (trusted-auth token requests)."""
+
+OUTCOMES: dict[type[Problem], str] = {
+    Unauthenticated: "unauthenticated",
+    Forbidden: "forbidden",
+    TooManyRequests: "rate_limited",
+    BadRequest: "bad_request",
+    BadGateway: "upstream_error",
+    GatewayTimeout: "upstream_error",
+    StoreUnavailable: "store_unavailable",
+}
+
+
+def _outcome(problem: Problem) -> str:
+    for cls in type(problem).__mro__:
+        if cls in OUTCOMES:
+            return OUTCOMES[cls]  # type: ignore[index]
+    return "bad_request" if problem.status < 500 else "upstream_error"
+
+
+def observe_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-type]
+    """Outermost: request id, in-flight gauge, problems, metrics and the access line."""
+    metrics = gw.metrics
+    access = gw.settings.log.access
+
+    @web.middleware
+    async def observe(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        rid = request_id(request.headers.get("X-Request-Id"))
+        request["request_id"] = rid
+        metrics.in_flight.inc()
+        outcome = "allowed"
+        try:
+            try:
+                response = await handler(request)
+            except StoreError:
+                raise StoreUnavailable() from None
+        except Problem as problem:
+            outcome = _outcome(problem)
+            response = problem_response(problem)
+        except web.HTTPException as exc:  # aiohttp's own (e.g. 413 body too large)
+            outcome = "bad_request" if exc.status < 500 else "upstream_error"
+            response = problem_response(_http_problem(exc))
+        except Exception:
+            log.exception("unhandled error in the proxy", extra={"request_id": rid})
+            outcome = "upstream_error"
+            response = problem_response(Problem("internal error"))
+        finally:
+            metrics.in_flight.dec()
+        if not response.prepared:
+            response.headers["X-Request-Id"] = rid
+        elapsed = time.perf_counter() - start
+        identity: Identity | None = request.get("identity")
+        route_class = request.get("route_class", "none")
+        token_type = identity.token_type.value if identity else "none"
+        metrics.request(outcome, token_type, route_class, elapsed)
+        if access:
+            log_access({
+                "request_id": rid, "method": request.method,
+                "path": request.get("path") or "-", "status": response.status,
+                "duration_ms": round(elapsed * 1000, 3), "outcome": outcome,
+                "token_type": token_type, "token": identity.token if identity else None,
+                "user": identity.user if identity else None, "route_class": route_class,
+                "upstream_status": request.get("upstream_status"), "client": request.remote,
+            })
+        return response
+
+    return observe
+
+
+def _http_problem(exc: web.HTTPException) -> Problem:
+    problem = BadRequest(exc.reason or "bad request")
+    problem.status = exc.status
+    return problem
+
+
+def authenticate_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-type]
+    """Normalise the path once, then authenticate (except public endpoints)."""
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        raw_path = request.raw_path.partition("?")[0]
+        request["path"] = normalize_path(raw_path)
+        route = request.match_info.route
+        if route.name is not None and route.name.startswith(PUBLIC):
+            return await handler(request)
+        request["identity"] = await gw.authenticator(
+            request.headers.get("Authorization"), request.remote or "unknown"
+        )
+        return await handler(request)
+
+    return authenticate
+
+
+def enforce_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-type]
+    """Deny rules and workspace scoping, before any quota is used."""
+    metrics = gw.metrics
+
+    @web.middleware
+    async def enforce(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        identity: Identity | None = request.get("identity")
+        if identity is None:
+            return await handler(request)
+        policy = gw.policy
+        path = request["path"]
+        verdict = policy.rules.evaluate(request.method, path, identity.token_type)
+        for rule in verdict.dry_run:
+            metrics.denied(rule.name, "dry-run")
+            log.info("dry-run deny rule matched", extra={
+                "rule": rule.name, "request_id": request["request_id"], "path": path})
+        if verdict.deny is not None:
+            metrics.denied(verdict.deny.name, "enforce")
+            raise Forbidden(verdict.deny.message, extra={"rule": verdict.deny.name})
+        if policy.scope is not None and not policy.scope.permits(path, identity.workspace):
+            raise Forbidden(
+                "this token belongs to another workspace than the one the path names",
+                extra={"rule": "workspace-scope"},
+            )
+        return await handler(request)
+
+    return enforce
+
+
+def limit_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-type]
+    """The per-username sliding window: one store call per request."""
+    by_user = gw.settings.rate_limit.key == "user"
+
+    @web.middleware
+    async def limit(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        identity: Identity | None = request.get("identity")
+        if identity is None:
+            return await handler(request)
+        route_class = gw.policy.classes.classify(request.method, request["path"])
+        request["route_class"] = route_class.name
+        if by_user or identity.token_type is TokenType.TRUSTED:
+            subject = "u:" + identity.user
+        else:
+            subject = "t:" + identity.token
+        start = time.perf_counter()
+        try:
+            decision = await gw.store.hit_rate_limit(
+                f"{route_class.name}:{subject}", route_class.limit, route_class.window_seconds
+            )
+        except StoreError:
+            gw.metrics.store_call("rate_limit", time.perf_counter() - start, failed=True)
+            raise
+        gw.metrics.store_call("rate_limit", time.perf_counter() - start)
+        headers = rate_limit_headers(
+            decision, policy=route_class.name, window_seconds=route_class.window_seconds
+        )
+        if not decision.allowed:
+            raise TooManyRequests(
+                f"rate limit of {route_class.limit} requests per "
+                f"{route_class.window_seconds:g} s exceeded",
+                headers=dict(headers),
+            )
+        request["rate_limit_headers"] = headers
+        return await handler(request)
+
+    return limit
+
+
+async def forward_handler(request: web.Request) -> web.StreamResponse:
+    """Forward an authenticated, permitted, admitted request."""
+    gw = request.app[GATEWAY]
+    identity: Identity = request["identity"]
+    added = [
+        ("X-Forwarded-For", request.remote or ""),
+        ("X-Forwarded-Proto", request.scheme),
+        ("X-Forwarded-Host", request.host),
+        ("X-Request-Id", request["request_id"]),
+        *identity_headers(identity),
+    ]
+    response_headers = [
+        *request.get("rate_limit_headers", ()),
+        ("X-Request-Id", request["request_id"]),
+    ]
+    return await gw.forwarder.forward(request, request["path"], added, response_headers)
+
+
+def build_proxy_app(gw: Gateway) -> web.Application:
+    """The proxy listener's application."""
+    app = web.Application(
+        middlewares=[
+            observe_middleware(gw),
+            authenticate_middleware(gw),
+            enforce_middleware(gw),
+            limit_middleware(gw),
+        ],
+        client_max_size=1024 * 1024,  # only public JSON endpoints read bodies; proxied ones stream
+        handler_args={"max_field_size": gw.settings.proxy.max_header_bytes,
+                      "max_line_size": gw.settings.proxy.max_header_bytes},
+    )
+    app[GATEWAY] = gw
+    for route in gw.public_routes:
+        app.router.add_route(route.method, route.path, route.handler, name=PUBLIC + route.name)
+    app.router.add_route("*", "/{tail:.*}", forward_handler, name="forward")
+    return app

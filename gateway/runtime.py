@@ -1,0 +1,111 @@
+"""The running gateway: the objects both listeners share, and their lifetime."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.config import Settings, compiled_policy
+from gateway.keys import Keys
+from gateway.lifecycle import Lifecycle
+from gateway.metrics import Metrics
+from gateway.policy.policyset import PolicySet
+from gateway.proxy.auth import Authenticator
+from gateway.proxy.cache import CredentialCache
+from gateway.proxy.forward import Forwarder
+from gateway.proxy.lastused import LastUsed
+from gateway.store.base import Invalidation, Store
+
+log = logging.getLogger("tokengate")
+
+
+@dataclass(frozen=True, slots=True)
+class PublicRoute:
+    """An endpoint on the proxy listener that needs no credentials."""
+
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    name: str
+
+
+class Gateway:
+    """Settings, keys, store, caches and metrics of one gateway process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        keys: Keys,
+        store: Store,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.store = store
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+        self.policy: PolicySet = compiled_policy(settings)
+        self.metrics.declare_route_classes(c.name for c in self.policy.classes)
+        self.metrics.declare_deny_rules((r.name, r.mode) for r in self.policy.rules.rules)
+        self.cache = CredentialCache(
+            ttl=settings.cache.ttl_seconds, max_entries=settings.cache.max_entries
+        )
+        self.last_used = LastUsed(store)
+        self.authenticator = Authenticator(
+            store=store, keys=keys, settings=settings, cache=self.cache,
+            last_used=self.last_used, metrics=self.metrics, clock=clock,
+        )
+        self.lifecycle = Lifecycle(store, keys, settings, clock=clock)
+        self.forwarder = Forwarder(
+            settings.upstream.url,
+            timeout=settings.upstream.timeout_seconds,
+            connect_timeout=settings.upstream.connect_timeout_seconds,
+            max_connections=settings.upstream.max_connections,
+            metrics=self.metrics,
+        )
+        self.public_routes: list[PublicRoute] = []
+        self.draining = False
+        self._install_extensions()
+
+    def _install_extensions(self) -> None:
+        """Features that add public endpoints or credential kinds hook in here."""
+        try:
+            from gateway.trusted.service import install
+        except ImportError:  # pragma: no cover - feature module not present
+            return
+        install(self)
+
+    async def start(self) -> None:
+        """Open the upstream pool and subscribe to invalidations."""
+        await self.forwarder.start()
+        await self.store.subscribe(self._on_invalidation)
+        self.last_used.start()
+
+    async def stop(self) -> None:
+        """Flush pending writes and release connections."""
+        await self.last_used.stop()
+        await self.forwarder.close()
+        await self.store.close()
+
+    def _on_invalidation(self, message: Invalidation | None) -> None:
+        self.cache.invalidate(message)
+        if message is not None:
+            self.metrics.revocation_seen(message.at, self.clock())
+
+    def reload(self, settings: Settings) -> None:
+        """Swap in deny rules and rate-limit classes from new settings.
+
+        Raises (and keeps the old policy) if the new one does not compile.
+        """
+        policy = compiled_policy(settings)
+        self.metrics.declare_route_classes(c.name for c in policy.classes)
+        self.metrics.declare_deny_rules((r.name, r.mode) for r in policy.rules.rules)
+        self.policy = policy
+        log.info("reloaded deny rules and rate-limit classes",
+                 extra={"rules": len(policy.rules), "classes": len(list(policy.classes))})

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -97,3 +97,163 @@ class FakeClock:
 def clock() -> FakeClock:
     """A fake wall clock, injected wherever the code reads time."""
     return FakeClock()
+
+
+# --- a real gateway process and a recording upstream -------------------------
+
+import base64 as _b64
+import json as _json
+import signal as _signal
+import sys as _sys
+import urllib.request as _urlreq
+from dataclasses import dataclass as _dataclass
+from pathlib import Path as _Path
+
+from gateway.keys import generate_master_key
+
+ADMIN_KEY = "test-admin-key-0123456789abcdef"
+
+
+@_dataclass
+class GatewayProcess:
+    """A ``tokengate serve`` subprocess on free ports."""
+
+    proc: subprocess.Popen[bytes]
+    proxy: str
+    admin: str
+    log_path: _Path
+    env: dict[str, str]
+
+    def admin_call(self, method: str, path: str, body: object | None = None,
+                   actor: str | None = None) -> tuple[int, dict]:
+        """Call the admin API with the admin key (synchronously)."""
+        data = None if body is None else _json.dumps(body).encode()
+        req = _urlreq.Request(self.admin + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {ADMIN_KEY}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if actor is not None:
+            req.add_header("X-Tokengate-Actor", actor)
+        try:
+            with _urlreq.urlopen(req, timeout=10) as resp:
+                return resp.status, _json.loads(resp.read() or b"{}")
+        except _urlreq.HTTPError as err:
+            return err.code, _json.loads(err.read() or b"{}")
+
+    def logs(self) -> str:
+        """Everything the process wrote so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = _signal.SIGTERM, timeout: float = 15) -> int:
+        """Signal the process and wait for its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def basic(token: str, secret: str) -> str:
+    """An Authorization header value for Basic credentials."""
+    return "Basic " + _b64.b64encode(f"{token}:{secret}".encode()).decode()
+
+
+def start_gateway(tmp_path: _Path, *, store_url: str, upstream: str,
+                  master_key: str | None = None, extra_env: dict[str, str] | None = None,
+                  config_text: str | None = None, args: list[str] | None = None) -> GatewayProcess:
+    """Start ``python -m gateway serve`` and wait until /healthz answers."""
+    proxy_port, admin_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENGATE_")}
+    env.update({
+        "TOKENGATE_MASTER_KEY": master_key or generate_master_key(),
+        "TOKENGATE_ADMIN_KEY": ADMIN_KEY,
+        "TOKENGATE_LOG_LEVEL": "info",
+    })
+    env.update(extra_env or {})
+    cmd = [_sys.executable, "-m", "gateway", "serve",
+           "--listen", f"127.0.0.1:{proxy_port}", "--admin-listen", f"127.0.0.1:{admin_port}",
+           "--upstream", upstream, "--store", store_url, *(args or [])]
+    if config_text is not None:
+        cfg = tmp_path / f"tokengate-{proxy_port}.toml"
+        cfg.write_text(config_text)
+        cmd += ["--config", str(cfg)]
+    log_path = tmp_path / f"gateway-{proxy_port}.log"
+    proc = subprocess.Popen(cmd, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    gp = GatewayProcess(proc, f"http://127.0.0.1:{proxy_port}", f"http://127.0.0.1:{admin_port}",
+                        log_path, env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{gp.logs()}")
+        try:
+            with _urlreq.urlopen(gp.admin + "/healthz", timeout=1):
+                return gp
+        except OSError:
+            time.sleep(0.05)
+    gp.stop()
+    raise RuntimeError(f"gateway did not start:\n{gp.logs()}")
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: _Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start real gateway processes; all are stopped after the test."""
+    started: list[GatewayProcess] = []
+
+    def make(**kw: object) -> GatewayProcess:
+        gp = start_gateway(tmp_path, **kw)  # type: ignore[arg-type]
+        started.append(gp)
+        return gp
+
+    yield make
+    for gp in started:
+        gp.stop()
+
+
+# --- a recording upstream ------------------------------------------------------
+
+from aiohttp import web as _web
+
+
+@_dataclass
+class Seen:
+    """One request as the upstream received it."""
+
+    method: str
+    raw_path: str
+    headers: list[tuple[str, str]]
+    body_bytes: int
+
+
+class RecordingUpstream:
+    """A real aiohttp upstream that records what reaches it and echoes it as JSON."""
+
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.url = ""
+
+    async def handle(self, request: _web.Request) -> _web.StreamResponse:
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+        seen = Seen(request.method, request.raw_path, list(request.headers.items()), size)
+        self.seen.append(seen)
+        return _web.json_response({
+            "method": seen.method, "path": seen.raw_path,
+            "headers": dict(request.headers), "body_bytes": size,
+        })
+
+    def app(self) -> _web.Application:
+        app = _web.Application(client_max_size=0)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Callable[..., object]) -> RecordingUpstream:
+    """A recording upstream on a real TCP port."""
+    rec = RecordingUpstream()
+    server = await aiohttp_server(rec.app())  # type: ignore[misc]
+    rec.url = f"http://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
+    return rec

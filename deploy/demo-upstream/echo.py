@@ -42,9 +42,10 @@ class Echo(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    """Serve on $PORT (default 3000) on every interface of the container."""
+    """Serve on $HOST:$PORT (default every interface of the container, port 3000)."""
+    host = os.environ.get("HOST", "0.0.0.0")
     port = int(os.environ.get("PORT", "3000"))
-    ThreadingHTTPServer(("0.0.0.0", port), Echo).serve_forever()
+    ThreadingHTTPServer((host, port), Echo).serve_forever()
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ The hot path calls small methods (``request``, ``auth_failure``, ...) that look
 up a cached child by tuple; ``.labels()`` runs only the first time a label
 combination is seen.
 
-Multiprocess mode (``--workers N > 1``): prometheus-client picks its value
-storage when it is *imported*, so ``PROMETHEUS_MULTIPROC_DIR`` must already be
-set in the environment of every worker before ``gateway.metrics`` is imported.
+Multiprocess mode (``--workers N > 1``): the server sets
+``PROMETHEUS_MULTIPROC_DIR`` before it forks the workers; ``Metrics()`` then
+writes to per-process files there, and ``exposition`` aggregates them.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ class Metrics:
     """tokengate's metric objects, registered on ``registry`` (a fresh one by default)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        if multiprocess_enabled():
+            _use_multiprocess_values()
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -331,6 +333,27 @@ _STATUS_CLASS: Final = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 def _check(label: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"metric label {label}={value!r} is not one of {', '.join(allowed)}")
+
+
+_multiprocess_values = False
+
+
+def _use_multiprocess_values() -> None:
+    """Make metrics created from now on store their values in the shared directory.
+
+    prometheus-client chooses its value storage once, when it is imported; the
+    server sets PROMETHEUS_MULTIPROC_DIR later (just before forking workers),
+    so switch the storage here, once: a second storage class would open the
+    same files twice.
+    """
+    global _multiprocess_values
+    if _multiprocess_values:
+        return
+    from prometheus_client import values
+
+    if values.ValueClass is values.MutexValue:  # imported before the variable was set
+        values.ValueClass = values.get_value_class()
+    _multiprocess_values = True
 
 
 def multiprocess_enabled() -> bool:

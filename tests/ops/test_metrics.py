@@ -239,3 +239,32 @@ def test_multiprocess_mode_aggregates_workers(tmp_path: Path, promtool: str) -> 
     after = _run(SCRAPE, env, pids[0])
     assert _sample(after, "tokengate_in_flight_requests ") == 1.0
     assert _sample(after, allowed) == 2.0  # counters keep a dead worker's counts
+
+
+FORKED = textwrap.dedent(
+    """
+    import os, sys, tempfile
+    from gateway.metrics import Metrics, exposition, worker_exited  # imported first, as the CLI does
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]           # then set, as run_workers does
+    pids = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            m = Metrics()
+            m.auth_failure("expired")
+            m.in_flight.inc()
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    worker_exited(pids[0])
+    sys.stdout.write(exposition(Metrics().registry)[0].decode())
+    """
+)
+
+
+def test_multiprocess_mode_works_when_set_after_import(tmp_path: Path) -> None:
+    """Workers forked after the directory is set (metrics already imported) are still aggregated."""
+    body = _run(FORKED, dict(os.environ, PYTHONPATH=str(REPO)), str(tmp_path))
+    assert _sample(body, 'tokengate_auth_failures_total{reason="expired"}') == 3.0
+    assert _sample(body, "tokengate_in_flight_requests ") == 2.0

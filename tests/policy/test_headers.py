@@ -1,0 +1,70 @@
+"""Which headers go upstream: hop-by-hop, spoofed identity, request ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.policy.headers import (
+    connection_tokens,
+    dropped_request_header,
+    dropped_response_header,
+    identity_headers,
+    request_id,
+)
+from gateway.policy.model import Identity, Role, TokenType
+
+NONE: frozenset[str] = frozenset()
+
+
+@pytest.mark.parametrize("name", [
+    "X-Tokengate-User", "x-tokengate-user", "X_TOKENGATE_USER", "x_Tokengate-Role",
+    "X-TOKENGATE-WORKSPACE", "X-Tokengate-Assertion", "x-tokengate_token-type",
+])
+def test_spoofed_identity_headers_are_dropped_in_any_spelling(name: str) -> None:
+    """Case and underscores do not let a client smuggle an identity header."""
+    assert dropped_request_header(name, NONE)
+
+
+@pytest.mark.parametrize("name", [
+    "Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+    "Proxy-Authorization", "Authorization", "X-Forwarded-For", "Forwarded", "Host",
+])
+def test_hop_by_hop_and_gateway_owned_headers_are_dropped(name: str) -> None:
+    """Hop-by-hop headers (RFC 9110 7.6.1) and the ones the gateway sets are not passed on."""
+    assert dropped_request_header(name, NONE)
+
+
+def test_headers_named_in_connection_are_hop_by_hop() -> None:
+    """A header listed in Connection is removed in both directions."""
+    listed = connection_tokens(["close, X-Secret-Hop", " foo "])
+    assert listed == {"close", "x-secret-hop", "foo"}
+    assert dropped_request_header("X-Secret-Hop", listed)
+    assert dropped_response_header("Foo", listed)
+
+
+@pytest.mark.parametrize("name", ["Accept", "Content-Type", "Content-Length", "X-Custom",
+                                  "X-Tokengat-User", "Cookie"])
+def test_ordinary_headers_pass(name: str) -> None:
+    """End-to-end headers are forwarded untouched."""
+    assert not dropped_request_header(name, NONE)
+
+
+@pytest.mark.parametrize(("given", "kept"), [
+    ("abc-123", True), ("a" * 128, True), ("a" * 129, False), ("", False),
+    ("has space", False), ("new\nline", False), (None, False), ("id:with.dots_", True),
+])
+def test_request_id_kept_only_if_well_formed(given: str | None, kept: bool) -> None:
+    """A client's X-Request-Id is kept when well-formed, replaced otherwise."""
+    rid = request_id(given)
+    assert (rid == given) is kept
+    assert 1 <= len(rid) <= 128
+
+
+def test_identity_headers() -> None:
+    """The identity headers carry user, role, token type, public token and workspace."""
+    ident = Identity("alice", Role.MEMBER, TokenType.MEMBER, "tgm_abc", "acme")
+    assert dict(identity_headers(ident)) == {
+        "X-Tokengate-User": "alice", "X-Tokengate-Role": "member",
+        "X-Tokengate-Token-Type": "member", "X-Tokengate-Token": "tgm_abc",
+        "X-Tokengate-Workspace": "acme",
+    }

@@ -60,12 +60,16 @@ _SENSITIVE_TEXT = re.compile(
             r"(?P<tg>" + "|".join(re.escape(p) for p in SECRET_PREFIXES) + r")[A-Za-z0-9_\-]+",
             # An HTTP credential: "Basic xxx", "Bearer xxx" (with a value that has an
             # upper-case letter, digit or symbol, so English like "basic auth" stays readable).
-            r"(?P<scheme>\b(?:Basic|Bearer)\s+)"
-            r"(?-i:(?=[A-Za-z0-9+/=._~\-]{6})(?=[a-z]*[A-Z0-9+/=._~\-])[A-Za-z0-9+/=._~\-]+)",
+            (
+                r"(?P<scheme>\b(?:Basic|Bearer)\s+)"
+                r"(?-i:(?=[A-Za-z0-9+/=._~\-]{6})(?=[a-z]*[A-Z0-9+/=._~\-])[A-Za-z0-9+/=._~\-]+)"
+            ),
             # key=value or "key": "value" where the key names a secret.
-            r"(?P<kv>\b[\w-]*(?:secret|passw(?:or)?d|authorization|api[_-]?key|admin[_-]?key"
-            r"|master[_-]?key|secret[_-]?key)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
-            r"(?!\[REDACTED\])(?:(?:Basic|Bearer)\s+)?[^\s\"',;&}]+",
+            (
+                r"(?P<kv>\b[\w-]*(?:secret|passw(?:or)?d|authorization|api[_-]?key|admin[_-]?key"
+                r"|master[_-]?key|secret[_-]?key)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
+                r"(?!\[REDACTED\])(?:(?:Basic|Bearer)\s+)?[^\s\"',;&}]+"
+            ),
             # A JWT (three base64url parts, the first a JSON header).
             r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*",
         ]
@@ -112,7 +116,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a bad format string must not hide the record
+        except Exception:  # noqa: BLE001 - a bad format string or __str__ must not hide the record
             message = f"{record.msg!r} {record.args!r}"
         record.msg = mask_text(message)
         record.args = None
@@ -130,7 +134,7 @@ class RedactingFilter(logging.Filter):
 
 def _iso(created: float) -> str:
     return (
-        dt.datetime.fromtimestamp(created, tz=dt.timezone.utc)
+        dt.datetime.fromtimestamp(created, tz=dt.UTC)
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
@@ -220,8 +224,8 @@ def configure_logging(
     ``level`` applies to application logs; the access log is on or off with
     ``access`` whatever the level. Calling it again replaces the handler.
     """
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
+    numeric = logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None:
         raise ValueError(f"unknown log level {level!r}")
     if fmt not in ("json", "text"):
         raise ValueError(f"unknown log format {fmt!r}")

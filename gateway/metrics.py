@@ -352,7 +352,7 @@ def _use_multiprocess_values() -> None:
     from prometheus_client import values
 
     if values.ValueClass is values.MutexValue:  # imported before the variable was set
-        values.ValueClass = values.get_value_class()
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     _multiprocess_values = True
 
 
@@ -372,7 +372,7 @@ def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
         from prometheus_client import multiprocess
 
         aggregate = CollectorRegistry()
-        multiprocess.MultiProcessCollector(aggregate)
+        multiprocess.MultiProcessCollector(aggregate)  # type: ignore[no-untyped-call]
         return generate_latest(aggregate), CONTENT_TYPE
     return generate_latest(registry), CONTENT_TYPE
 
@@ -382,4 +382,4 @@ def worker_exited(pid: int) -> None:
     if multiprocess_enabled():
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -245,7 +246,7 @@ def test_healthcheck_command_passes_on_200_and_fails_otherwise(
     assert run_healthcheck(port) == 0
     status[0] = 503
     assert run_healthcheck(port) != 0
-    with __import__("socket").socket() as s:
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     assert run_healthcheck(closed) != 0

@@ -99,7 +99,7 @@ def test_access_line_has_every_field(captured: io.StringIO) -> None:
     assert line["path"] == "/api/acme/reports"
     assert line["status"] == 200 and line["duration_ms"] == 3.25
     assert line["token"] == ACCESS["token"]  # the public id is fine to log
-    assert list(line)[0] == "time"
+    assert next(iter(line)) == "time"
 
 
 def test_access_line_fills_missing_fields_with_null(captured: io.StringIO) -> None:

@@ -6,11 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.metrics import Metrics
 from tests.ops.support import (
     ALERTS,
     DEPLOY,
+    REPO,
     alert_expressions,
     dashboard,
     dashboard_expressions,
@@ -68,8 +70,6 @@ def test_kubernetes_scrape_config_passes_promtool(promtool: str, tmp_path: Path)
     relabelling rules and the rule file still go through promtool.
     """
     (configmap,) = yaml_documents(DEPLOY / "kubernetes" / "prometheus-scrape.yaml")
-    import yaml
-
     config = yaml.safe_load(configmap["data"]["prometheus.yml"])
     for job in config["scrape_configs"]:
         assert job.pop("kubernetes_sd_configs") == [{"role": "pod"}]
@@ -108,8 +108,6 @@ def test_every_dashboard_panel_reads_a_tokengate_metric() -> None:
 
 def test_dashboard_promql_parses(promtool: str, tmp_path: Path) -> None:
     """Every dashboard expression is valid PromQL (checked as recording rules by promtool)."""
-    import yaml
-
     rules = [
         {"record": f"tokengate:dashboard_panel_{i}", "expr": grafana_to_promql(expr)}
         for i, expr in enumerate(dashboard_expressions())
@@ -155,3 +153,15 @@ def test_dashboard_panels_use_the_datasource_variable() -> None:
     for panel in doc["panels"]:
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+def test_readme_catalogue_lists_every_metric() -> None:
+    """The README's metric catalogue names exactly the metrics the gateway exports."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("<!-- operations:begin -->")[1].split("<!-- operations:end -->")[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| `tokengate_")]
+    documented = {ln.split("`")[1] for ln in rows}
+    exported = set()
+    for family in Metrics().registry.collect():
+        exported.add(family.name + "_total" if family.type == "counter" else family.name)
+    assert documented == exported

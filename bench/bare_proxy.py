@@ -36,7 +36,7 @@ UPSTREAM = web.AppKey("upstream", str)
 
 def _strip(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
     """A copy of ``headers`` without hop-by-hop fields and the fields Connection names."""
-    named = set()
+    named: set[str] = set()
     for value in headers.getall("Connection", ()):
         named.update(v.strip().lower() for v in value.split(","))
     return CIMultiDict(

@@ -15,9 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import procs
+import report
 import sides
 from load import WrkResult, run_wrk
-from procs import BenchError, Processes, RedisStats, commandstats_delta, cpu_seconds
+from procs import (
+    BenchError,
+    Processes,
+    RedisStats,
+    commandstats_delta,
+    cpu_seconds,
+    machine_busy_seconds,
+)
 
 
 @dataclass
@@ -110,27 +118,39 @@ def timed_run(bench: Bench, side: sides.Side, script: Path, conns: int, seconds:
         run_wrk(bench.wrk, side.url, script, connections=conns, seconds=warmup)
     stats = RedisStats(bench.redis_port)
     before = stats.commandstats()
+    upstream_before = sides.upstream_requests(bench.upstream_port)
     cpu_side, cpu_help = cpu_seconds(side.proc.pid), bench.helper_cpu()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy = machine_busy_seconds()
     t0 = time.monotonic()
     result: WrkResult = run_wrk(bench.wrk, side.url, script, connections=conns, seconds=seconds)
     wall = time.monotonic() - t0
+    busy = machine_busy_seconds() - busy
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # Every request the proxy forwarded, including those wrk cut off at the end.
+    forwarded = sides.upstream_requests(bench.upstream_port) - upstream_before - 1
     redis = commandstats_delta(before, stats.commandstats())
     wrk_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    side_cpu = cpu_seconds(side.proc.pid) - cpu_side
+    helper_cpu = bench.helper_cpu() - cpu_help + wrk_cpu
     return {
         **result.as_dict(),
         "errors": result.errors,
         "connections": conns,
+        "forwarded": forwarded,
         "redis": redis,
-        "side_cores": round((cpu_seconds(side.proc.pid) - cpu_side) / wall, 3),
-        "helper_cores": round((bench.helper_cpu() - cpu_help + wrk_cpu) / wall, 3),
+        "side_cores": round(side_cpu / wall, 3),
+        "helper_cores": round(helper_cpu / wall, 3),
+        # Busy time of the machine not charged to the side, wrk, Redis or the upstream:
+        # kernel networking work not billed to a process, and anything else running.
+        "other_cores": round(max(0.0, busy - side_cpu - helper_cpu) / wall, 3),
     }
 
 
 def progress_line(rnd: int, rounds: int, side: sides.Side, run: dict[str, Any]) -> str:
     """One line on stderr per measured run."""
     err = f"  ERRORS {run['errors']}" if run["errors"] else ""
+    err += f"  other {run['other_cores']:.2f}" if run["other_cores"] >= report.NOISY_CORES else ""
     return (f"  round {rnd + 1}/{rounds}  c={run['connections']:<3} {side.key} {side.label:<18}"
             f" {run['rps']:>9,.0f} req/s  p50 {run['p50_us'] / 1000:6.2f} ms"
             f"  p99 {run['p99_us'] / 1000:6.2f} ms  cpu {run['side_cores']:.2f}{err}")

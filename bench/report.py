@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -19,14 +20,25 @@ TARGET_RSS_MB = 100.0
 TARGET_RSS_GROWTH_MB = 3.0  # "no growth", allowing for allocator noise
 TARGET_WORKERS_SPEEDUP = 1.5
 
+# Busy CPU on the machine beyond what a run accounts for (other users' work), in cores,
+# above which the run is called noisy and left out of the medians when clean rounds exist.
+NOISY_CORES = 0.25
+
 
 def median(values: Sequence[float]) -> float:
     """The median, or 0 for no values."""
     return statistics.median(values) if values else 0.0
 
 
-def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Median requests/s, p50 and p99 (ms) over rounds, and the spread of requests/s."""
+def clean(runs: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    """The runs the machine's other work did not disturb; all of them if none is clean."""
+    quiet = [r for r in runs if r.get("other_cores", 0.0) < NOISY_CORES]
+    return quiet or runs
+
+
+def summarize(all_runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Median requests/s, p50 and p99 (ms) over the clean rounds, and the spread of requests/s."""
+    runs = clean(all_runs)
     rps = [r["rps"] for r in runs]
     return {
         "rps": median(rps),
@@ -35,9 +47,15 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         "p50_ms": median([r["p50_us"] / 1000 for r in runs]),
         "p99_ms": median([r["p99_us"] / 1000 for r in runs]),
         "requests": sum(r["requests"] for r in runs),
-        "errors": sum(r["errors"] for r in runs),
+        "errors": sum(r["errors"] for r in all_runs),
         "rounds": len(runs),
+        "noisy_rounds_left_out": len(all_runs) - len(runs),
     }
+
+
+def check(name: str, measured: str, goal: str, ok: bool | None) -> dict[str, Any]:
+    """One line of a target table; ``ok`` None for a figure shown for information."""
+    return {"name": name, "measured": measured, "goal": goal, "ok": ok}
 
 
 def mark(ok: bool | None) -> str:
@@ -46,7 +64,7 @@ def mark(ok: bool | None) -> str:
 
 
 def _num(value: float, fmt: str) -> str:
-    return format(value, fmt) if value == value else "n/a"  # NaN check
+    return "n/a" if math.isnan(value) else format(value, fmt)
 
 
 def side_table(sides: Mapping[str, Mapping[str, Any]], conns: Sequence[int]) -> str:

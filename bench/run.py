@@ -33,6 +33,7 @@ from compare import SIDE_KEYS, compare
 from measure import Bench, start_common
 from procs import BenchError, Processes
 
+
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on."""
     model = next((line.split(":", 1)[1].strip() for line in
@@ -41,7 +42,7 @@ def machine_info() -> dict[str, Any]:
 
     def version(cmd: list[str]) -> str:
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=10)
         except OSError:
             return "n/a"
         return (done.stdout + done.stderr).strip().splitlines()[0] if (done.stdout
@@ -51,7 +52,7 @@ def machine_info() -> dict[str, Any]:
 
     try:
         import uvloop
-        uv = uvloop.__version__
+        uv = str(getattr(uvloop, "__version__", "?"))
     except ImportError:
         uv = "not installed"
     commit = version(["git", "-C", str(sides.REPO), "describe", "--always", "--dirty"])

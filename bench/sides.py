@@ -25,6 +25,10 @@ from procs import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+# A Mode-style API path inside the default workspace, so tokengate's workspace-scope
+# check passes (and is paid for) as it would be on real traffic.
+BENCH_PATH = "/api/default/reports/bench/runs"
+STATUS_PATH = "/__bench_status"
 UPSTREAM_BODY = '{"ok":true,"source":"bench-upstream","padding":"0123456789abcdef"}\n'
 
 
@@ -41,7 +45,7 @@ class Side:
     @property
     def url(self) -> str:
         """The URL wrk drives."""
-        return f"http://127.0.0.1:{self.port}/api/bench"
+        return f"http://127.0.0.1:{self.port}{BENCH_PATH}"
 
 
 def start_redis(procs: Processes, workdir: Path) -> int:
@@ -95,11 +99,25 @@ def start_upstream(procs: Processes, workdir: Path) -> int:
         listen 127.0.0.1:{port} backlog=4096;
         default_type application/json;
         location / {{ return 200 {body}; }}
+        # Counts every request that reached the upstream (the benchmark's denominator).
+        location = {STATUS_PATH} {{ stub_status; }}
     }}""")
     proc = procs.start("upstream", [exe, "-p", str(conf.parent), "-e", "stderr", "-c", str(conf)],
                        cores=HELPER_CORE)
     wait_for_port(port, proc, "upstream", procs)
     return port
+
+
+def upstream_requests(port: int) -> int:
+    """Requests the upstream has handled so far, from nginx's ``stub_status``.
+
+    The count includes this status request itself, as Redis's does its INFO.
+    """
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{STATUS_PATH}", timeout=5) as resp:
+        lines = resp.read().decode().splitlines()
+    return int(lines[2].split()[2])
 
 
 def start_bare(procs: Processes, upstream_port: int, cores: str | None = SERVER_CORE) -> Side:
@@ -203,8 +221,8 @@ class TokengateEnv:
 def tokengate_cli(tg: TokengateEnv, *args: str) -> str:
     """Run ``tokengate ARGS --store URL`` against the private Redis; its stdout."""
     cmd = [sys.executable, "-m", "gateway", *args, "--store", tg.store_url]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=tg.environ(), cwd=REPO,
-                          timeout=60)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=tg.environ(),
+                          cwd=REPO, timeout=60)
     if done.returncode != 0:
         raise BenchError(f"`tokengate {' '.join(args)}` failed ({done.returncode}):\n"
                          f"{done.stdout}{done.stderr}")

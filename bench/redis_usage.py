@@ -1,0 +1,89 @@
+"""Redis use per proxied request: which commands are round trips, which run inside scripts."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from load import run_wrk
+
+if TYPE_CHECKING:
+    import sides
+    from measure import Bench
+
+_MONITOR_LINE = re.compile(r'^\+?[\d.]+ \[\d+ ([^\]]+)\] "([^"]+)"')
+
+
+def monitor_sample(bench: Bench, side: sides.Side, script: Path, seconds: int = 2
+                   ) -> dict[str, Any]:
+    """Count the commands Redis sees during a short untimed run, by who issued them.
+
+    ``INFO commandstats`` counts the commands a Lua script calls as well as the
+    ``EVALSHA`` that ran it, so it cannot tell round trips from work inside one.
+    MONITOR can (script calls are tagged ``lua``), but it slows Redis down, so it
+    only classifies: the timed runs never have a monitor attached.
+    """
+    counts: dict[str, dict[str, int]] = {}
+    stop = threading.Event()
+    ready = threading.Event()
+
+    def reader() -> None:
+        with socket.create_connection(("127.0.0.1", bench.redis_port), timeout=0.5) as conn:
+            conn.sendall(b"MONITOR\r\n")
+            buf = b""
+            while not stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                buf += chunk
+                *lines, buf = buf.split(b"\r\n")
+                for line in lines:
+                    if line == b"+OK":
+                        ready.set()
+                        continue
+                    m = _MONITOR_LINE.match(line.decode(errors="replace"))
+                    if m:
+                        who = "script" if m.group(1) == "lua" else "client"
+                        per = counts.setdefault(m.group(2).lower(), {"client": 0, "script": 0})
+                        per[who] += 1
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    ready.wait(5)
+    result = run_wrk(bench.wrk, side.url, script, connections=32, seconds=seconds)
+    time.sleep(0.3)
+    stop.set()
+    thread.join(5)
+    return {"requests": result.requests, "commands": counts}
+
+
+def top_level_share(sample: Mapping[str, Any], command: str) -> float:
+    """The fraction of ``command``'s calls that clients sent (1.0 when never sampled)."""
+    per: dict[str, int] | None = sample.get("commands", {}).get(command)
+    if not per or not (per["client"] + per["script"]):
+        return 1.0
+    return per["client"] / (per["client"] + per["script"])
+
+
+def per_request(deltas: Iterable[Mapping[str, int]], forwarded: int,
+                sample: Mapping[str, Any]) -> tuple[float, dict[str, dict[str, Any]]]:
+    """Top-level commands per forwarded request, and every command's rate and issuer."""
+    totals: dict[str, int] = {}
+    for delta in deltas:
+        for cmd, n in delta.items():
+            totals[cmd] = totals.get(cmd, 0) + n
+    rates = {cmd: n / forwarded for cmd, n in totals.items()} if forwarded else {}
+    top = sum((v * top_level_share(sample, cmd) for cmd, v in rates.items()), 0.0)
+    breakdown = {
+        cmd: {"per_request": round(v, 4),
+              "issued_by": "script" if top_level_share(sample, cmd) < 0.5 else "client"}
+        for cmd, v in sorted(rates.items(), key=lambda kv: -kv[1])}
+    return top, breakdown

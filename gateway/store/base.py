@@ -21,6 +21,7 @@ from gateway.policy.model import (
     WorkspaceSettings,
 )
 from gateway.policy.ratelimit import RateDecision
+from gateway.policy.trusted import BearerCredential, BearerRecord, TrustedKey
 
 AUDIT_MAX = 10_000
 """Audit events kept per deployment (oldest dropped first)."""
@@ -134,6 +135,25 @@ class Store(Protocol):
 
     async def publish(self, message: Invalidation) -> None:
         """Tell every process sharing the store."""
+
+    # trusted authentication
+    async def enable_trusted_auth(self, key: TrustedKey) -> TrustedKey:
+        """Store ``key`` unless its workspace already has one; return the workspace's key."""
+
+    async def get_trusted_key(self, workspace: str) -> TrustedKey | None:
+        """A workspace's trusted-auth key (encrypted), or None while disabled."""
+
+    async def disable_trusted_auth(self, workspace: str) -> TrustedKey | None:
+        """Remove a workspace's key (its bearer tokens stop working); the old key or None."""
+
+    async def create_bearer(self, record: BearerRecord) -> None:
+        """Store a minted bearer token; the store forgets it at ``expires_at`` (TTL)."""
+
+    async def load_bearer(self, token_hash: str) -> BearerCredential | None:
+        """A bearer with its user and its workspace's key generation, in one round trip."""
+
+    async def revoke_bearer(self, token_hash: str, *, at: float) -> BearerRecord | None:
+        """Revoke one bearer token (idempotent); None if unknown or expired."""
 
 
 def owner_matches(record: TokenRecord, owner: str | None) -> bool:

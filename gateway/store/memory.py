@@ -7,6 +7,7 @@ survives a restart and nothing is shared between processes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from gateway.policy.model import (
     WorkspaceSettings,
 )
 from gateway.policy.ratelimit import RateDecision
+from gateway.policy.trusted import BearerCredential, BearerRecord, TrustedKey
 from gateway.store.base import (
     AUDIT_MAX,
     AlreadyExists,
@@ -191,3 +193,52 @@ class MemoryStore:
             if inspect.isawaitable(result):
                 await result
         await asyncio.sleep(0)
+
+    # trusted authentication: the tables are created on first use
+    @functools.cached_property
+    def _trusted_keys(self) -> dict[str, TrustedKey]:
+        return {}
+
+    @functools.cached_property
+    def _bearers(self) -> dict[str, BearerRecord]:
+        return {}
+
+    async def enable_trusted_auth(self, key: TrustedKey) -> TrustedKey:
+        """Store the key unless the workspace has one; the workspace's key."""
+        return self._trusted_keys.setdefault(key.workspace, key)
+
+    async def get_trusted_key(self, workspace: str) -> TrustedKey | None:
+        """A workspace's key, or None."""
+        return self._trusted_keys.get(workspace)
+
+    async def disable_trusted_auth(self, workspace: str) -> TrustedKey | None:
+        """Remove a workspace's key."""
+        return self._trusted_keys.pop(workspace, None)
+
+    async def create_bearer(self, record: BearerRecord) -> None:
+        """Store a bearer token until its expiry."""
+        self._bearers[record.token_hash] = record
+
+    def _live_bearer(self, token_hash: str) -> BearerRecord | None:
+        # The store clock plays Redis's TTL: an expired record is gone.
+        record = self._bearers.get(token_hash)
+        if record is not None and self._clock() >= record.expires_at:
+            del self._bearers[token_hash]
+            return None
+        return record
+
+    async def load_bearer(self, token_hash: str) -> BearerCredential | None:
+        """A bearer, its user and its workspace's current key generation."""
+        record = self._live_bearer(token_hash)
+        if record is None:
+            return None
+        key = self._trusted_keys.get(record.workspace)
+        return BearerCredential(record, self._users.get(record.user),
+                                key.generation if key else None)
+
+    async def revoke_bearer(self, token_hash: str, *, at: float) -> BearerRecord | None:
+        """Revoke one bearer token (idempotent)."""
+        record = self._live_bearer(token_hash)
+        if record is not None and record.revoked_at is None:
+            record = self._bearers[token_hash] = replace(record, revoked_at=at)
+        return record

@@ -7,6 +7,8 @@ Key layout (prefix ``tg:`` by default):
   ``tg:owner:<name>:tokens`` set
 * ``tg:ws:<ws>:settings`` hash; ``tg:audit`` capped list
 * ``tg:rl:{<key>}`` sliding-window zsets (see ``ratelimit.lua``)
+* ``tg:ws:<ws>:trusted`` hash (encrypted trusted-auth key, its generation);
+  ``tg:tb:{<hash>}`` hash per trusted-auth bearer token, expiring with it
 * channel ``tg:invalidate`` for cache invalidations
 
 Every multi-key change is one Lua script, so it is atomic and costs one
@@ -20,6 +22,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
@@ -39,6 +42,7 @@ from gateway.policy.model import (
     WorkspaceSettings,
 )
 from gateway.policy.ratelimit import RateDecision
+from gateway.policy.trusted import BearerCredential, BearerRecord, TrustedKey
 from gateway.store.base import (
     AUDIT_MAX,
     AlreadyExists,
@@ -432,6 +436,77 @@ class RedisStore:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
+    # trusted authentication: ``tg:ws:<ws>:trusted`` hash (the encrypted key and
+    # its generation); ``tg:tb:{<hash>}`` hash per bearer token, expiring with it
+    @functools.cached_property
+    def _trusted_scripts(self) -> dict[str, Any]:
+        return {name: self.client.register_script(_lua(name))
+                for name in ("trusted_enable", "trusted_bearer", "trusted_revoke")}
+
+    def _bearer_key(self, token_hash: str) -> str:
+        return f"{self.prefix}tb:{{{token_hash}}}"
+
+    @_wrap_errors
+    async def enable_trusted_auth(self, key: TrustedKey) -> TrustedKey:
+        """Store the key unless the workspace has one (atomically); the workspace's key."""
+        fields = {"generation": key.generation, "key": key.key_encrypted,
+                  "enabled_at": repr(key.enabled_at), "enabled_by": key.enabled_by}
+        res = await self._trusted_scripts["trusted_enable"](
+            keys=[self._ws(key.workspace, "trusted"), self.prefix + "workspaces"],
+            args=[key.workspace, *(x for kv in fields.items() for x in kv)],
+        )
+        return _trusted_key(key.workspace, _pairs(res))
+
+    @_wrap_errors
+    async def get_trusted_key(self, workspace: str) -> TrustedKey | None:
+        """A workspace's key, or None."""
+        h = _pairs_dict(await self.client.hgetall(self._ws(workspace, "trusted")))
+        return _trusted_key(workspace, h) if h else None
+
+    @_wrap_errors
+    async def disable_trusted_auth(self, workspace: str) -> TrustedKey | None:
+        """Remove a workspace's key, returning it, in one transaction."""
+        key = self._ws(workspace, "trusted")
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(key)
+            pipe.delete(key)
+            old, _ = await pipe.execute()
+        h = _pairs_dict(old)
+        return _trusted_key(workspace, h) if h else None
+
+    @_wrap_errors
+    async def create_bearer(self, record: BearerRecord) -> None:
+        """Store a bearer token with its lifetime as the key's TTL."""
+        key = self._bearer_key(record.token_hash)
+        ttl_ms = max(1, math.ceil((record.expires_at - record.created_at) * 1000))
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={
+                "user": record.user, "workspace": record.workspace,
+                "generation": record.generation, "created_at": repr(record.created_at),
+                "expires_at": repr(record.expires_at),
+            })
+            pipe.pexpire(key, ttl_ms)
+            await pipe.execute()
+
+    @_wrap_errors
+    async def load_bearer(self, token_hash: str) -> BearerCredential | None:
+        """Bearer, user and the workspace's key generation in one script call."""
+        res = await self._trusted_scripts["trusted_bearer"](
+            keys=[self._bearer_key(token_hash)], args=[self.prefix])
+        if not res:
+            return None
+        record = _bearer(token_hash, _pairs(res[0]))
+        owner_h = _pairs(res[1])
+        owner = _user(record.user, owner_h) if "role" in owner_h else None
+        return BearerCredential(record, owner, _s(res[2]))
+
+    @_wrap_errors
+    async def revoke_bearer(self, token_hash: str, *, at: float) -> BearerRecord | None:
+        """Revoke one bearer token (idempotent), keeping its TTL."""
+        res = await self._trusted_scripts["trusted_revoke"](
+            keys=[self._bearer_key(token_hash)], args=[repr(at)])
+        return _bearer(token_hash, _pairs(res)) if res else None
+
 
 def _pairs_dict(h: Mapping[Any, Any]) -> dict[str, str]:
     return {_s(k) or "": _s(v) or "" for k, v in h.items()}
@@ -452,3 +527,16 @@ def _record_fields(r: TokenRecord) -> dict[str, str]:
         if value is not None:
             fields[key] = repr(value)
     return fields
+
+
+def _trusted_key(workspace: str, h: Mapping[str, str]) -> TrustedKey:
+    return TrustedKey(workspace=workspace, generation=h["generation"], key_encrypted=h["key"],
+                      enabled_at=float(h["enabled_at"]), enabled_by=h.get("enabled_by", ""))
+
+
+def _bearer(token_hash: str, h: Mapping[str, str]) -> BearerRecord:
+    return BearerRecord(
+        token_hash=token_hash, user=h["user"], workspace=h["workspace"],
+        generation=h["generation"], created_at=float(h["created_at"]),
+        expires_at=float(h["expires_at"]), revoked_at=_f(h.get("revoked_at")),
+    )

@@ -1,0 +1,8 @@
+-- Revoke one bearer token (idempotent). HSET keeps the key's TTL, so the
+-- record still disappears at the token's expiry.
+-- KEYS[1] = bearer hash; ARGV[1] = at
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 0 then
+  redis.call('HSET', KEYS[1], 'revoked_at', ARGV[1])
+end
+return redis.call('HGETALL', KEYS[1])

@@ -234,6 +234,12 @@ class RecordingUpstream:
         self.url = ""
 
     async def handle(self, request: _web.Request) -> _web.StreamResponse:
+        if request.path.startswith("/download/"):
+            return await self.download(request, int(request.path.rsplit("/", 1)[1]))
+        if request.path.startswith("/slow/"):
+            import asyncio as _asyncio
+
+            await _asyncio.sleep(float(request.path.rsplit("/", 1)[1]))
         size = 0
         async for chunk in request.content.iter_any():
             size += len(chunk)
@@ -243,6 +249,25 @@ class RecordingUpstream:
             "method": seen.method, "path": seen.raw_path,
             "headers": dict(request.headers), "body_bytes": size,
         })
+
+    async def download(self, request: _web.Request, size: int) -> _web.StreamResponse:
+        """Stream ``size`` bytes without holding them (for the big-body tests)."""
+        self.seen.append(Seen(request.method, request.raw_path, list(request.headers.items()), 0))
+        response = _web.StreamResponse(headers={"Content-Type": "application/octet-stream",
+                                                "Connection": "close, X-Hop",
+                                                "X-Hop": "should-not-pass",
+                                                "Keep-Alive": "timeout=5",
+                                                "X-Upstream": "yes"})
+        response.content_length = size
+        await response.prepare(request)
+        chunk = b"x" * (1024 * 1024)
+        sent = 0
+        while sent < size:
+            n = min(len(chunk), size - sent)
+            await response.write(chunk[:n])
+            sent += n
+        await response.write_eof()
+        return response
 
     def app(self) -> _web.Application:
         app = _web.Application(client_max_size=0)
@@ -257,3 +282,58 @@ async def upstream(aiohttp_server: Callable[..., object]) -> RecordingUpstream:
     server = await aiohttp_server(rec.app())  # type: ignore[misc]
     rec.url = f"http://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
     return rec
+
+
+# --- an in-process gateway on real TCP ---------------------------------------
+
+
+@_dataclass
+class InProcess:
+    """A Gateway with both listeners served by aiohttp test servers (real sockets)."""
+
+    gw: object
+    proxy: str
+    admin: str
+    token: str
+    secret: str
+
+
+@pytest.fixture
+async def make_gateway(aiohttp_server, upstream: RecordingUpstream, redis_url: str):  # type: ignore[no-untyped-def]
+    """Build in-process gateways on the run's Redis in front of the recording upstream."""
+    from gateway.admin.app import build_admin_app
+    from gateway.config import load_settings
+    from gateway.keys import Keys
+    from gateway.policy.model import Role, TokenType
+    from gateway.policy.permissions import Actor
+    from gateway.proxy.app import build_proxy_app
+    from gateway.runtime import Gateway
+    from gateway.store import open_store
+
+    made = []
+
+    async def make(overrides: dict | None = None, store_url: str | None = None) -> InProcess:
+        base = {"upstream": {"url": upstream.url}, "store": {"url": store_url or redis_url},
+                "admin": {"key": ADMIN_KEY}, "log": {"access": False}}
+        for k, v in (overrides or {}).items():
+            base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
+        settings = load_settings(environ={}, overrides=base)
+        store = open_store(settings.store.url, prefix=settings.store.prefix,
+                           timeout=settings.store.timeout_seconds)
+        gw = Gateway(settings, Keys.from_master(b"k" * 32), store)
+        await gw.start()
+        made.append(gw)
+        op = Actor.operator()
+        try:
+            await gw.lifecycle.add_user(op, "root", Role.ADMIN, None)
+        except Exception:
+            pass
+        new = await gw.lifecycle.create_token(op, TokenType.WORKSPACE, "test token")
+        proxy = await aiohttp_server(build_proxy_app(gw))
+        admin = await aiohttp_server(build_admin_app(gw))
+        return InProcess(gw, f"http://127.0.0.1:{proxy.port}", f"http://127.0.0.1:{admin.port}",
+                         new.record.token, new.secret)
+
+    yield make
+    for gw in made:
+        await gw.stop()  # type: ignore[attr-defined]

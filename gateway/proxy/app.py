@@ -31,6 +31,14 @@ from gateway.policy.model import Identity, TokenType
 from gateway.policy.paths import normalize_path
 from gateway.policy.ratelimit import rate_limit_headers
 from gateway.proxy.problems import problem_response
+from gateway.proxy.state import (
+    IDENTITY,
+    PATH,
+    RATE_LIMIT_HEADERS,
+    REQUEST_ID,
+    ROUTE_CLASS,
+    UPSTREAM_STATUS,
+)
 from gateway.store.base import StoreError
 
 if TYPE_CHECKING:
@@ -69,7 +77,7 @@ def observe_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-typ
     async def observe(request: web.Request, handler: web.Handler) -> web.StreamResponse:
         start = time.perf_counter()
         rid = request_id(request.headers.get("X-Request-Id"))
-        request["request_id"] = rid
+        request[REQUEST_ID] = rid
         metrics.in_flight.inc()
         outcome = "allowed"
         try:
@@ -92,18 +100,18 @@ def observe_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-typ
         if not response.prepared:
             response.headers["X-Request-Id"] = rid
         elapsed = time.perf_counter() - start
-        identity: Identity | None = request.get("identity")
-        route_class = request.get("route_class", "none")
+        identity: Identity | None = request.get(IDENTITY)
+        route_class = request.get(ROUTE_CLASS, "none")
         token_type = identity.token_type.value if identity else "none"
         metrics.request(outcome, token_type, route_class, elapsed)
         if access:
             log_access({
                 "request_id": rid, "method": request.method,
-                "path": request.get("path") or "-", "status": response.status,
+                "path": request.get(PATH) or "-", "status": response.status,
                 "duration_ms": round(elapsed * 1000, 3), "outcome": outcome,
                 "token_type": token_type, "token": identity.token if identity else None,
                 "user": identity.user if identity else None, "route_class": route_class,
-                "upstream_status": request.get("upstream_status"), "client": request.remote,
+                "upstream_status": request.get(UPSTREAM_STATUS), "client": request.remote,
             })
         return response
 
@@ -122,11 +130,11 @@ def authenticate_middleware(gw: Gateway) -> web.middleware:  # type: ignore[vali
     @web.middleware
     async def authenticate(request: web.Request, handler: web.Handler) -> web.StreamResponse:
         raw_path = request.raw_path.partition("?")[0]
-        request["path"] = normalize_path(raw_path)
+        request[PATH] = normalize_path(raw_path)
         route = request.match_info.route
         if route.name is not None and route.name.startswith(PUBLIC):
             return await handler(request)
-        request["identity"] = await gw.authenticator(
+        request[IDENTITY] = await gw.authenticator(
             request.headers.get("Authorization"), request.remote or "unknown"
         )
         return await handler(request)
@@ -140,16 +148,16 @@ def enforce_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-typ
 
     @web.middleware
     async def enforce(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-        identity: Identity | None = request.get("identity")
+        identity: Identity | None = request.get(IDENTITY)
         if identity is None:
             return await handler(request)
         policy = gw.policy
-        path = request["path"]
+        path = request[PATH]
         verdict = policy.rules.evaluate(request.method, path, identity.token_type)
         for rule in verdict.dry_run:
             metrics.denied(rule.name, "dry-run")
             log.info("dry-run deny rule matched", extra={
-                "rule": rule.name, "request_id": request["request_id"], "path": path})
+                "rule": rule.name, "request_id": request[REQUEST_ID], "path": path})
         if verdict.deny is not None:
             metrics.denied(verdict.deny.name, "enforce")
             raise Forbidden(verdict.deny.message, extra={"rule": verdict.deny.name})
@@ -169,11 +177,11 @@ def limit_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-type]
 
     @web.middleware
     async def limit(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-        identity: Identity | None = request.get("identity")
+        identity: Identity | None = request.get(IDENTITY)
         if identity is None:
             return await handler(request)
-        route_class = gw.policy.classes.classify(request.method, request["path"])
-        request["route_class"] = route_class.name
+        route_class = gw.policy.classes.classify(request.method, request[PATH])
+        request[ROUTE_CLASS] = route_class.name
         if by_user or identity.token_type is TokenType.TRUSTED:
             subject = "u:" + identity.user
         else:
@@ -196,7 +204,7 @@ def limit_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-type]
                 f"{route_class.window_seconds:g} s exceeded",
                 headers=dict(headers),
             )
-        request["rate_limit_headers"] = headers
+        request[RATE_LIMIT_HEADERS] = headers
         return await handler(request)
 
     return limit
@@ -205,19 +213,19 @@ def limit_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-type]
 async def forward_handler(request: web.Request) -> web.StreamResponse:
     """Forward an authenticated, permitted, admitted request."""
     gw = request.app[GATEWAY]
-    identity: Identity = request["identity"]
+    identity: Identity = request[IDENTITY]
     added = [
         ("X-Forwarded-For", request.remote or ""),
         ("X-Forwarded-Proto", request.scheme),
         ("X-Forwarded-Host", request.host),
-        ("X-Request-Id", request["request_id"]),
+        ("X-Request-Id", request[REQUEST_ID]),
         *identity_headers(identity),
     ]
     response_headers = [
-        *request.get("rate_limit_headers", ()),
-        ("X-Request-Id", request["request_id"]),
+        *request.get(RATE_LIMIT_HEADERS, ()),
+        ("X-Request-Id", request[REQUEST_ID]),
     ]
-    return await gw.forwarder.forward(request, request["path"], added, response_headers)
+    return await gw.forwarder.forward(request, request[PATH], added, response_headers)
 
 
 def build_proxy_app(gw: Gateway) -> web.Application:

@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.policy.errors import BadGateway, GatewayTimeout
+from gateway.proxy.state import UPSTREAM_STATUS
 from gateway.policy.headers import (
     connection_tokens,
     dropped_request_header,
@@ -103,13 +104,13 @@ class Forwarder:
             )
         except asyncio.TimeoutError:
             self.metrics.upstream(time.perf_counter() - start, None)
-            request["upstream_status"] = None
+            request[UPSTREAM_STATUS] = None
             raise GatewayTimeout("the upstream did not answer in time") from None
         except (aiohttp.ClientError, OSError):
             self.metrics.upstream(time.perf_counter() - start, None)
-            request["upstream_status"] = None
+            request[UPSTREAM_STATUS] = None
             raise BadGateway("the upstream could not be reached") from None
-        request["upstream_status"] = upstream.status
+        request[UPSTREAM_STATUS] = upstream.status
         try:
             return await self._relay(request, upstream, response_headers)
         finally:
@@ -138,7 +139,7 @@ class Forwarder:
             # The status line is already sent, so no error response is
             # possible: cut the connection so the client sees a broken body
             # rather than a truncated one that looks complete.
-            request["upstream_status"] = None
+            request[UPSTREAM_STATUS] = None
             if request.transport is not None:
                 request.transport.close()
             return response

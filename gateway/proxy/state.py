@@ -1,0 +1,17 @@
+"""Typed per-request state the data-plane middlewares hand to each other."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from gateway.policy.model import Identity
+
+REQUEST_ID = web.RequestKey("tokengate.request_id", str)
+PATH = web.RequestKey("tokengate.path", str)
+"""The normalised path: what the rules match and what is forwarded."""
+IDENTITY = web.RequestKey("tokengate.identity", Identity)
+ROUTE_CLASS = web.RequestKey("tokengate.route_class", str)
+RATE_LIMIT_HEADERS = web.RequestKey("tokengate.rate_limit_headers", Sequence)  # type: ignore[type-abstract]
+UPSTREAM_STATUS = web.RequestKey("tokengate.upstream_status", object)

@@ -180,7 +180,8 @@ def start_gateway(tmp_path: _Path, *, store_url: str, upstream: str,
         cfg.write_text(config_text)
         cmd += ["--config", str(cfg)]
     log_path = tmp_path / f"gateway-{proxy_port}.log"
-    proc = subprocess.Popen(cmd, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    with log_path.open("wb") as log_file:  # the child keeps its own descriptor
+        proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     gp = GatewayProcess(proc, f"http://127.0.0.1:{proxy_port}", f"http://127.0.0.1:{admin_port}",
                         log_path, env)
     deadline = time.monotonic() + 20

@@ -112,7 +112,7 @@ def test_demo_prints_a_curl_line_that_works(tmp_path: Path) -> None:
         assert res.stdout.startswith("HTTP/1.1 200")
         assert '"X-Tokengate-User"' in res.stdout
         bad = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u",
-                              f"{m[1]}:{m[2][:-1]}X", m[3]], capture_output=True, text=True,
+                              f"{m[1]}:{m[2][:-1]}{'X' if m[2][-1] != 'X' else 'Y'}", m[3]], capture_output=True, text=True,
                              timeout=10)
         assert bad.stdout == "401"
     finally:

@@ -75,11 +75,10 @@ class Gateway:
 
     def _install_extensions(self) -> None:
         """Features that add public endpoints or credential kinds hook in here."""
-        try:
-            from gateway.trusted.service import install
-        except ImportError:  # pragma: no cover - feature module not present
-            return
-        install(self)
+        # Imported here: the feature's endpoints import this module.
+        from gateway.trusted.service import install as install_trusted_auth
+
+        install_trusted_auth(self)
 
     async def start(self) -> None:
         """Open the upstream pool and subscribe to invalidations."""

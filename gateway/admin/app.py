@@ -14,6 +14,7 @@ from gateway.proxy.app import GATEWAY
 from gateway.proxy.problems import problem_response
 from gateway.runtime import Gateway
 from gateway.store.base import StoreError
+from gateway.trusted.admin import register_trusted_admin
 
 log = logging.getLogger("tokengate.admin")
 
@@ -96,4 +97,5 @@ def build_admin_app(gw: Gateway) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     register_api(app)
+    register_trusted_admin(app)
     return app

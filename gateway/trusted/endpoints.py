@@ -1,0 +1,111 @@
+"""The ThoughtSpot-compatible token-request endpoints on the proxy listener.
+
+They are public routes: the authenticate middleware lets them through
+without credentials, and each handler checks the ``secret_key`` (or, to
+revoke, the bearer token itself). Bodies are read here and never logged;
+no error repeats a value from the body.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from gateway.policy import trusted
+from gateway.policy.authheader import BearerCredentials, parse_authorization
+from gateway.policy.errors import BadRequest, Forbidden, Unauthenticated
+from gateway.runtime import Gateway, PublicRoute
+
+if TYPE_CHECKING:
+    from gateway.trusted.service import TrustedAuth
+
+V2_TOKEN = "/api/rest/2.0/auth/token/full"
+V2_REVOKE = "/api/rest/2.0/auth/token/revoke"
+V1_TOKEN = "/callosum/v1/tspublic/v1/session/auth/token"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body is not valid JSON") from None
+
+
+async def _form_body(request: web.Request) -> dict[str, str]:
+    if request.content_type not in FORM_TYPES:
+        raise BadRequest("the body must be a form (application/x-www-form-urlencoded)")
+    form = await request.post()
+    return {name: value for name, value in form.items() if isinstance(value, str)}
+
+
+class TokenEndpoints:
+    """Handlers bound to one gateway and its trusted-auth service."""
+
+    def __init__(self, gw: Gateway, service: TrustedAuth) -> None:
+        self.gw = gw
+        self.service = service
+        self.config = gw.settings.trusted_auth
+
+    async def token_full(self, request: web.Request) -> web.Response:
+        """POST /api/rest/2.0/auth/token/full: JSON in, the token and its times out."""
+        req = trusted.token_request_from_json(
+            await _json_body(request),
+            default_workspace=self.gw.settings.default_workspace,
+            default_validity=self.config.default_validity_seconds,
+            max_validity=self.config.max_validity_seconds,
+        )
+        minted = await self.service.mint(req, _client(request), "v2")
+        doc = trusted.token_response(minted.token, minted.user, minted.record)
+        return web.Response(body=orjson.dumps(doc), content_type="application/json",
+                            headers=NO_STORE)
+
+    async def session_token(self, request: web.Request) -> web.Response:
+        """POST /callosum/v1/tspublic/v1/session/auth/token: a form in, the token as text."""
+        req = trusted.token_request_from_form(
+            await _form_body(request),
+            default_workspace=self.gw.settings.default_workspace,
+            default_validity=self.config.default_validity_seconds,
+        )
+        minted = await self.service.mint(req, _client(request), "v1")
+        return web.Response(text=minted.token, content_type="text/plain", headers=NO_STORE)
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        """POST /api/rest/2.0/auth/token/revoke: with the key, or with the token itself."""
+        req = trusted.revoke_request_from_json(
+            await _json_body(request), default_workspace=self.gw.settings.default_workspace)
+        if req.secret_key is not None:
+            await self.service.revoke_with_key(req, _client(request), "revoke")
+            return web.Response(status=204)
+        header = request.headers.get("Authorization")
+        if header is None or not header.strip().lower().startswith("bearer "):
+            raise Unauthenticated("send the bearer token to revoke, or the secret_key",
+                                  reason="malformed")
+        # The authenticator applies the usual checks, metrics and failure limit.
+        identity = await self.gw.authenticator(header, _client(request))
+        presented = parse_authorization(header)
+        assert isinstance(presented, BearerCredentials)
+        if req.token is not None and not hmac.compare_digest(req.token.encode(),
+                                                             presented.token.encode()):
+            raise Forbidden("a bearer token can revoke only itself; use the secret_key")
+        await self.service.revoke_own(presented.token, identity)
+        return web.Response(status=204)
+
+
+def public_routes(gw: Gateway, service: TrustedAuth) -> list[PublicRoute]:
+    """The token-request routes, for the proxy listener."""
+    endpoints = TokenEndpoints(gw, service)
+    return [
+        PublicRoute("POST", V2_TOKEN, endpoints.token_full, "trusted-token-full"),
+        PublicRoute("POST", V1_TOKEN, endpoints.session_token, "trusted-session-token"),
+        PublicRoute("POST", V2_REVOKE, endpoints.revoke, "trusted-token-revoke"),
+    ]

@@ -1,0 +1,270 @@
+"""Trusted authentication: workspace keys, minting and checking bearer tokens.
+
+:func:`install` wires the feature into a gateway: the authenticator's bearer
+hook and the public token-request endpoints. The admin API and the CLI
+manage keys through :class:`TrustedAuth` as well.
+
+Nothing here logs or echoes a ``secret_key`` or a bearer token: logs and
+audit events name a bearer by its public id.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import InvalidTag
+
+from gateway.config import Settings
+from gateway.keys import Keys
+from gateway.lifecycle import Lifecycle
+from gateway.policy import trusted
+from gateway.policy.credentials import bearer_well_formed, new_bearer_token
+from gateway.policy.errors import (
+    Conflict,
+    NotFound,
+    Problem,
+    TooManyRequests,
+    Unauthenticated,
+    Unprocessable,
+)
+from gateway.policy.model import Identity, Role, User, iso
+from gateway.policy.permissions import Actor, require_admin, target_workspace
+from gateway.policy.trusted import BearerRecord, RevokeRequest, TokenRequest, TrustedKey
+from gateway.store.base import AlreadyExists, Store
+from gateway.trusted.endpoints import public_routes
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
+    from gateway.runtime import Gateway
+
+log = logging.getLogger("tokengate.trusted")
+
+AUTO_CREATE_ACTOR = "trusted-auth"
+REFUSED_ACTOR = "anonymous"
+REFUSED = "the secret_key is not valid for this workspace, or trusted authentication is disabled"
+OTHER_WORKSPACE = "other"  # metrics label for a refused key of a workspace with no key
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStatus:
+    """A workspace's trusted-auth state as admins see it (with the key, to copy)."""
+
+    workspace: str
+    secret_key: str | None = field(repr=False)
+    enabled_at: float | None = None
+    enabled_by: str | None = None
+    created: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The admin view: the key itself while enabled."""
+        return {
+            "workspace": self.workspace,
+            "enabled": self.secret_key is not None,
+            "secret_key": self.secret_key,
+            "enabled_at": iso(self.enabled_at),
+            "enabled_by": self.enabled_by,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Minted:
+    """A bearer token just minted (the only time the token exists in clear)."""
+
+    token: str = field(repr=False)
+    user: User
+    record: BearerRecord
+
+
+class TrustedAuth:
+    """Key management for admins; minting, checking and revoking bearer tokens."""
+
+    def __init__(self, *, lifecycle: Lifecycle, metrics: Metrics | None = None) -> None:
+        self.lifecycle = lifecycle
+        self.store: Store = lifecycle.store
+        self.keys: Keys = lifecycle.keys
+        self.settings: Settings = lifecycle.settings
+        self.clock: Callable[[], float] = lifecycle.clock
+        self.metrics = metrics
+
+    @classmethod
+    def of(cls, gw: Gateway) -> TrustedAuth:
+        """The service for a running gateway."""
+        return cls(lifecycle=gw.lifecycle, metrics=gw.metrics)
+
+    # --- keys (admins) ---------------------------------------------------
+
+    def _workspace(self, actor: Actor, workspace: str | None, what: str) -> str:
+        require_admin(actor, what)
+        return target_workspace(actor, workspace, self.settings.default_workspace)
+
+    def _plaintext(self, key: TrustedKey) -> str:
+        try:
+            return self.keys.decrypt(key.key_encrypted,
+                                     context=trusted.key_context(key.workspace, key.generation))
+        except (InvalidTag, ValueError):
+            log.error("cannot decrypt the trusted-auth key; was the master key changed?",
+                      extra={"workspace": key.workspace})
+            raise Problem("the stored secret_key cannot be decrypted with this master key; "
+                          "disable and enable trusted authentication again") from None
+
+    def _status(self, key: TrustedKey, *, created: bool = False) -> KeyStatus:
+        return KeyStatus(key.workspace, self._plaintext(key), key.enabled_at, key.enabled_by,
+                         created)
+
+    async def enable(self, actor: Actor, workspace: str | None) -> KeyStatus:
+        """Enable trusted auth with a new key; if already enabled, the current key."""
+        ws = self._workspace(actor, workspace, "enable trusted authentication")
+        generation = trusted.new_generation()
+        secret_key = trusted.new_secret_key()
+        new = TrustedKey(
+            workspace=ws, generation=generation, enabled_at=self.clock(), enabled_by=actor.name,
+            key_encrypted=self.keys.encrypt(secret_key,
+                                            context=trusted.key_context(ws, generation)),
+        )
+        stored = await self.store.enable_trusted_auth(new)
+        if stored.generation != generation:
+            return self._status(stored)
+        await self.lifecycle.audit("trusted_auth.enabled", actor.name, ws, ws,
+                                   generation=generation)
+        if self.metrics is not None:
+            self.metrics.declare_workspaces([ws])
+        return KeyStatus(ws, secret_key, new.enabled_at, new.enabled_by, created=True)
+
+    async def show(self, actor: Actor, workspace: str | None) -> KeyStatus:
+        """The workspace's key (to copy again), or a disabled status."""
+        ws = self._workspace(actor, workspace, "read the trusted-auth key")
+        key = await self.store.get_trusted_key(ws)
+        return KeyStatus(ws, None) if key is None else self._status(key)
+
+    async def disable(self, actor: Actor, workspace: str | None) -> KeyStatus:
+        """Disable trusted auth: the key and every token minted with it stop working."""
+        ws = self._workspace(actor, workspace, "disable trusted authentication")
+        old = await self.store.disable_trusted_auth(ws)
+        if old is not None:
+            await self.lifecycle.audit("trusted_auth.disabled", actor.name, ws, ws,
+                                       generation=old.generation)
+        return KeyStatus(ws, None)
+
+    # --- the key on the public endpoints ---------------------------------
+
+    async def check_key(self, workspace: str, presented: str, client: str,
+                        endpoint: str) -> TrustedKey:
+        """The workspace's key if ``presented`` is it; else 401 (429 past the limit).
+
+        A client address over its failure budget gets 429 before any key is
+        compared, so the limit cannot be used as an oracle.
+        """
+        limits = self.settings.trusted_auth.key_failures
+        budget = "trustedkey:" + client
+        peek = await self.store.peek_rate_limit(budget, limits.limit, limits.window_seconds)
+        if not peek.allowed:
+            raise _throttled(peek.retry_after)
+        key = await self.store.get_trusted_key(workspace)
+        if key is not None and trusted.key_matches(presented, self._plaintext(key)):
+            return key
+        reason = "wrong_key" if key is not None else "disabled"
+        if self.metrics is not None:
+            self.metrics.trusted_key_failure(workspace if key is not None else OTHER_WORKSPACE)
+        await self.lifecycle.audit("trusted_auth.key_refused", REFUSED_ACTOR, workspace,
+                                   workspace, client=client, reason=reason, endpoint=endpoint)
+        hit = await self.store.hit_rate_limit(budget, limits.limit, limits.window_seconds)
+        if not hit.allowed:
+            raise _throttled(hit.retry_after)
+        raise Unauthenticated(REFUSED, reason="bad_secret" if key is not None else "disabled_feature")
+
+    # --- bearer tokens ---------------------------------------------------
+
+    async def mint(self, request: TokenRequest, client: str, endpoint: str) -> Minted:
+        """Check the key, find (or create) the user, and mint a bearer token."""
+        key = await self.check_key(request.workspace, request.secret_key, client, endpoint)
+        user = await self._user(request)
+        now = self.clock()
+        token = new_bearer_token()
+        record = BearerRecord(
+            token_hash=self.keys.hash_secret(token), user=user.username,
+            workspace=user.workspace, generation=key.generation,
+            created_at=now, expires_at=now + request.validity_seconds,
+        )
+        await self.store.create_bearer(record)
+        if self.metrics is not None:
+            self.metrics.trusted_token_minted(user.workspace)
+        log.info("trusted bearer token minted", extra={
+            "workspace": user.workspace, "user": user.username, "token": record.public_id,
+            "validity_seconds": request.validity_seconds})
+        return Minted(token, user, record)
+
+    async def _user(self, request: TokenRequest) -> User:
+        ws, name = request.workspace, request.username
+        user = await self.store.get_user(name)
+        if user is None and request.auto_create:
+            created = User(name, Role.MEMBER, ws, self.clock())
+            try:
+                await self.store.add_user(created)
+            except AlreadyExists:
+                user = await self.store.get_user(name)
+            else:
+                await self.lifecycle.audit("user.added", AUTO_CREATE_ACTOR, name, ws,
+                                           role=Role.MEMBER.value, auto_create=True)
+                return created
+        if user is not None and user.workspace == ws:
+            return user
+        if user is not None and request.auto_create:
+            raise Conflict(f"user {name!r} belongs to another workspace")
+        raise NotFound(f"no such user in this workspace: {name}")
+
+    async def resolve_bearer(self, token: str) -> Identity:
+        """The identity of ``Authorization: Bearer <token>`` (one store round trip)."""
+        start = time.perf_counter()
+        failed = True
+        try:
+            credential = await self.store.load_bearer(self.keys.hash_secret(token))
+            failed = False
+        finally:
+            if self.metrics is not None:
+                self.metrics.store_call("load_bearer", time.perf_counter() - start,
+                                        failed=failed)
+        return trusted.bearer_identity(credential, now=self.clock())
+
+    async def revoke_own(self, token: str, identity: Identity) -> None:
+        """Revoke the bearer token the caller authenticated with."""
+        record = await self.store.revoke_bearer(self.keys.hash_secret(token), at=self.clock())
+        if record is not None:
+            await self.lifecycle.audit("trusted_auth.token_revoked", identity.user,
+                                       record.public_id, record.workspace, by="bearer")
+
+    async def revoke_with_key(self, request: RevokeRequest, client: str, endpoint: str) -> None:
+        """Revoke a bearer token of the workspace whose key the caller holds."""
+        assert request.secret_key is not None
+        await self.check_key(request.workspace, request.secret_key, client, endpoint)
+        if request.token is None:
+            raise Unprocessable("token: required", extra={"field": "token"})
+        found = None
+        if bearer_well_formed(request.token):
+            token_hash = self.keys.hash_secret(request.token)
+            found = await self.store.load_bearer(token_hash)
+        if found is None or found.record.workspace != request.workspace:
+            raise NotFound("no such token")
+        record = await self.store.revoke_bearer(found.record.token_hash, at=self.clock())
+        if record is not None:
+            await self.lifecycle.audit("trusted_auth.token_revoked", "secret_key",
+                                       record.public_id, record.workspace, by="secret_key",
+                                       user=record.user)
+
+
+def _throttled(seconds: float) -> TooManyRequests:
+    return TooManyRequests(
+        "too many refused secret_key attempts from this address; slow down",
+        headers={"Retry-After": str(max(1, math.ceil(seconds)))},
+    )
+
+
+def install(gw: Gateway) -> None:
+    """Add trusted authentication to a gateway: the bearer hook and public endpoints."""
+    service = TrustedAuth.of(gw)
+    gw.authenticator.bearer = service.resolve_bearer
+    gw.public_routes.extend(public_routes(gw, service))

@@ -57,11 +57,13 @@ async def test_key_is_stored_only_encrypted(ta: Trusted, redis_url: str) -> None
     token = await ta.bearer(key)
     client = aioredis.Redis.from_url(redis_url)
     try:
-        dump = []
+        dump: list[str] = []
         async for name in client.scan_iter("*"):
             dump.append(name.decode())
             if await client.type(name) == b"hash":
-                dump += [v.decode(errors="replace") for v in (await client.hgetall(name)).values()]
+                values = (await client.hgetall(name)).values()
+                dump += [v.decode(errors="replace") if isinstance(v, bytes) else v
+                         for v in values]
         bearer_keys = [n async for n in client.scan_iter("tg:tb:*")]
         assert len(bearer_keys) == 1
         assert 0 < await client.pttl(bearer_keys[0]) <= 300_000

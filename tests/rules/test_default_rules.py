@@ -1,0 +1,118 @@
+"""The shipped deny rules and workspace scoping, end to end through a real gateway."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.policy.rules import DEFAULT_RULES
+from tests.conftest import InProcess, RecordingUpstream, basic
+from tests.rules.support import member_token, personal_token, problem, raw_request
+
+CLONE = "/api/default/reports/r1/runs/run9/clone"
+INVITES = "/api/default/invites"
+MESSAGES = {rule["name"]: rule["message"] for rule in DEFAULT_RULES}
+FUTURE_CUTOFF = {"personal_tokens": {"cutoff": "2999-12-31"}}
+
+
+async def credentials(g: InProcess, kind: str) -> tuple[str, str]:
+    """A token of ``kind`` ("workspace", "member" or "personal") and its secret."""
+    if kind == "workspace":
+        return g.token, g.secret
+    if kind == "member":
+        return await member_token(g)
+    return await personal_token(g)
+
+
+@pytest.mark.parametrize("kind", ["workspace", "member"])
+@pytest.mark.parametrize(("rule", "path"), [("clone-report-run", CLONE), ("create-invite", INVITES)])
+async def test_default_rules_deny_workspace_and_member_tokens(
+    make_gateway, upstream: RecordingUpstream, kind: str, rule: str, path: str  # type: ignore[no-untyped-def]
+) -> None:
+    """POSTing to a default-denied endpoint with a workspace or member token is 403 naming the rule, never forwarded."""
+    g: InProcess = await make_gateway()
+    token, secret = await credentials(g, kind)
+    response = await raw_request(g.proxy, "POST", path, body=b"{}",
+                                 headers={"Authorization": basic(token, secret)})
+    assert response.status == 403
+    body = problem(response)
+    assert body["detail"] == MESSAGES[rule]
+    assert body["rule"] == rule
+    assert upstream.seen == []
+
+
+@pytest.mark.parametrize("path", [CLONE, INVITES])
+async def test_personal_tokens_pass_the_default_rules(
+    make_gateway, upstream: RecordingUpstream, path: str  # type: ignore[no-untyped-def]
+) -> None:
+    """The default rules name workspace and member tokens only, so a personal token's POST is forwarded."""
+    g: InProcess = await make_gateway(FUTURE_CUTOFF)
+    token, secret = await personal_token(g)
+    response = await raw_request(g.proxy, "POST", path, headers={"Authorization": basic(token, secret)})
+    assert response.status == 200
+    assert [(s.method, s.raw_path) for s in upstream.seen] == [("POST", path)]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("kind", ["workspace", "member"])
+async def test_other_methods_on_denied_paths_pass(
+    make_gateway, upstream: RecordingUpstream, method: str, kind: str  # type: ignore[no-untyped-def]
+) -> None:
+    """The default rules deny POST only: other methods on the same paths reach the upstream."""
+    g: InProcess = await make_gateway()
+    token, secret = await credentials(g, kind)
+    for path in (CLONE, INVITES):
+        response = await raw_request(g.proxy, method, path,
+                                     headers={"Authorization": basic(token, secret)})
+        assert response.status == 200, (method, path, response)
+    assert [(s.method, s.raw_path) for s in upstream.seen] == [(method, CLONE), (method, INVITES)]
+
+
+async def test_neighbouring_paths_are_not_denied(make_gateway, upstream: RecordingUpstream) -> None:  # type: ignore[no-untyped-def]
+    """A rule matches its own endpoint only: longer, shorter and sibling paths are forwarded."""
+    g: InProcess = await make_gateway()
+    paths = ["/api/default/invites/abc", "/api/default/invitesx", "/api/default/reports/r1/runs/run9",
+             "/api/default/reports/r1/runs/run9/clone/more", "/api/default/reports/r1/clone",
+             "/invites"]
+    for path in paths:
+        response = await raw_request(g.proxy, "POST", path,
+                                     headers={"Authorization": basic(g.token, g.secret)})
+        assert response.status == 200, (path, response)
+    assert [s.raw_path for s in upstream.seen] == paths
+
+
+async def test_empty_deny_list_switches_the_defaults_off(
+    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+) -> None:
+    """``deny = []`` in config means no rules at all, so a workspace token may create invites."""
+    g: InProcess = await make_gateway({"deny": []})
+    response = await raw_request(g.proxy, "POST", INVITES,
+                                 headers={"Authorization": basic(g.token, g.secret)})
+    assert response.status == 200 and upstream.seen[-1].raw_path == INVITES
+
+
+@pytest.mark.parametrize("path", [
+    "/api/other/reports", "/api/other/invites", "/api/other", "/api/other/",
+    "/api/oth%65r/reports", "/API/Other/reports", "/api/default/../other/reports",
+    "/api//other/reports", "/api/default;x/reports",
+])
+async def test_request_naming_another_workspace_is_refused(
+    make_gateway, upstream: RecordingUpstream, path: str  # type: ignore[no-untyped-def]
+) -> None:
+    """A token of workspace ``default`` gets 403 for any spelling of a path that names another workspace."""
+    g: InProcess = await make_gateway()
+    response = await raw_request(g.proxy, "GET", path, headers={"Authorization": basic(g.token, g.secret)})
+    assert response.status == 403
+    assert problem(response)["rule"] == "workspace-scope"
+    assert upstream.seen == []
+
+
+@pytest.mark.parametrize("path", ["/api/default/reports", "/api/DEFAULT/reports", "/api/d%65fault/x",
+                                  "/api", "/api/", "/health", "/"])
+async def test_own_workspace_and_unscoped_paths_pass(
+    make_gateway, upstream: RecordingUpstream, path: str  # type: ignore[no-untyped-def]
+) -> None:
+    """Paths naming the token's own workspace (any case) or no workspace at all are forwarded."""
+    g: InProcess = await make_gateway()
+    response = await raw_request(g.proxy, "GET", path, headers={"Authorization": basic(g.token, g.secret)})
+    assert response.status == 200, response
+    assert len(upstream.seen) == 1

@@ -200,7 +200,8 @@ async def revoke_all(request: web.Request) -> web.Response:
 async def audit(request: web.Request) -> web.Response:
     """GET /audit?limit=."""
     raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    # isdigit() alone also accepts digits like "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise Unprocessable("limit: must be an integer from 1 to 1000", extra={"field": "limit"})
     actor = await _actor(request)
     events = await _lifecycle(request).list_audit(actor, int(raw), request.query.get("workspace"))

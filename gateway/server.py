@@ -119,6 +119,12 @@ async def serve_until_signalled(
         if asyncio.iscoroutine(result):
             await result
     await stop.wait()
+    if reuse_port:
+        # A worker: the supervisor owns shutdown. Once draining, a repeated
+        # signal must not kill the process half-way through its exit.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
     log.info("draining", extra={"grace_seconds": gw.settings.lifecycle.grace_seconds})
     gw.draining = True
     await stop_listeners(gw, listeners)

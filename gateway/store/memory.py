@@ -217,6 +217,11 @@ class MemoryStore:
 
     async def create_bearer(self, record: BearerRecord) -> None:
         """Store a bearer token until its expiry."""
+        if len(self._bearers) % 1024 == 1023:
+            # Tokens nobody presents again are swept here, as Redis expires them.
+            now = self._clock()
+            for h in [h for h, r in self._bearers.items() if now >= r.expires_at]:
+                del self._bearers[h]
         self._bearers[record.token_hash] = record
 
     def _live_bearer(self, token_hash: str) -> BearerRecord | None:

@@ -115,3 +115,14 @@ async def test_bearers_of_other_workspaces_are_independent(
     await store.disable_trusted_auth("acme")
     cred = await store.load_bearer("hb")
     assert cred is not None and cred.generation == "gb"
+
+
+async def test_memory_store_sweeps_bearers_nobody_presents(clock: FakeClock) -> None:
+    """Expired bearers that are never looked up again do not pile up in the memory store."""
+    store = MemoryStore(clock=clock)
+    for i in range(1024):
+        await store.create_bearer(bearer(f"old{i}", clock, validity=1))
+    clock.advance(2)
+    for i in range(1024):
+        await store.create_bearer(bearer(f"new{i}", clock, validity=60))
+    assert len(store._bearers) < 1100

@@ -51,8 +51,9 @@ class Gateway:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.policy: PolicySet = compiled_policy(settings)
-        self.metrics.declare_route_classes(c.name for c in self.policy.classes)
+        self.metrics.declare_route_classes([*(c.name for c in self.policy.classes), "none"])
         self.metrics.declare_deny_rules((r.name, r.mode) for r in self.policy.rules.rules)
+        self.metrics.declare_store_operations(["load_credential", "rate_limit"])
         self.cache = CredentialCache(
             ttl=settings.cache.ttl_seconds, max_entries=settings.cache.max_entries
         )

@@ -7,6 +7,7 @@ address without touching the presented token's quota.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ BearerResolver = Callable[[str], Awaitable[Identity]]
 # Local memory of addresses that used up their failure budget: they get 429
 # until then without a store call (each replica learns it on its own).
 BLOCKED_MAX = 100_000
+AUDIT_EVERY = 60.0
 
 
 class Authenticator:
@@ -54,6 +56,7 @@ class Authenticator:
         self.clock = clock
         self.bearer: BearerResolver | None = None
         self._blocked: dict[str, float] = {}
+        self._audited: dict[str, float] = {}
 
     async def __call__(self, authorization: str | None, client: str) -> Identity:
         """Authenticate one request from ``client`` (its address)."""
@@ -92,13 +95,26 @@ class Authenticator:
             )
         except Unauthenticated as exc:
             if credential is not None and exc.reason in ("revoked", "expired"):
-                await self.store.append_audit(AuditEvent(
-                    now, f"token.presented_{exc.reason}", credential.record.owner,
-                    credential.record.token, credential.record.workspace, {},
-                ))
+                await self._audit_presented(credential, exc.reason, now)
             raise
         self.last_used.mark(identity.token, now)
         return identity
+
+    async def _audit_presented(self, credential: Credential, reason: str, now: float) -> None:
+        """Audit a revoked or expired token being used, at most once a minute per token.
+
+        The audit log is bounded; a client retrying a dead token in a loop
+        must not push every other event out of it.
+        """
+        token = credential.record.token
+        if now - self._audited.get(token, -AUDIT_EVERY) < AUDIT_EVERY:
+            return
+        if len(self._audited) >= BLOCKED_MAX:
+            self._audited.clear()
+        self._audited[token] = now
+        record = credential.record
+        await self.store.append_audit(AuditEvent(
+            now, f"token.presented_{reason}", record.owner, token, record.workspace, {}))
 
     async def _load(self, token: str) -> Credential | None:
         start = time.perf_counter()
@@ -123,8 +139,6 @@ class Authenticator:
             raise self._throttled(decision.retry_after)
 
     def _throttled(self, seconds: float) -> TooManyRequests:
-        import math
-
         return TooManyRequests(
             "too many failed authentication attempts from this address; slow down",
             headers={"Retry-After": str(max(1, math.ceil(seconds)))},

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import procs
+import profiling
 import report
 import scenarios
 import sides
@@ -82,6 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run the memory scenario (tokengate only) instead of the comparison")
     p.add_argument("--workers", action="store_true",
                    help="run the --workers 2 vs 1 scenario instead of the comparison")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy profile of tokengate (or --only bare) under load")
     p.add_argument("--all", action="store_true", help="comparison, memory and workers")
     p.add_argument("--only", default=None,
                    help="comma-separated sides of the comparison: bare,nginx,tokengate")
@@ -94,12 +97,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="htpasswd scheme for nginx (default ssha; see README)")
     p.add_argument("--memory-requests", type=int, default=200_000)
     p.add_argument("--memory-tokens", type=int, default=10_000)
+    p.add_argument("--patience", type=float,
+                   help="seconds the run may spend waiting out other work on the machine "
+                        "(default 180, quick 30)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = p.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 4)
     args.duration = args.duration or (4 if args.quick else 8)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     args.conns = [int(c) for c in args.conns.split(",")]
+    if args.patience is None:
+        args.patience = 30.0 if args.quick else 180.0
     args.only_given = args.only is not None
     args.only = (args.only or "bare,nginx,tokengate").split(",")
     unknown = [s for s in args.only if s not in SIDE_KEYS]
@@ -115,12 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="tokengate-bench-"))
     registry = Processes(workdir)
     plan: list[tuple[str, Callable[[Bench], dict[str, Any]]]] = []
-    if args.all or not (args.memory or args.workers):
+    if args.all or not (args.memory or args.workers or args.profile):
         plan.append(("compare", compare))
     if args.all or args.memory:
         plan.append(("memory", scenarios.memory))
     if args.all or args.workers:
         plan.append(("workers", scenarios.workers))
+    if args.profile:
+        plan.append(("profile", profiling.profile))
     started = time.monotonic()
     try:
         bench = start_common(args, registry, workdir)

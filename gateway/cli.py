@@ -115,29 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    overrides: dict[str, Any] = {}
-    if getattr(args, "store", None):
-        overrides["store"] = {"url": args.store}
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings overrides from command-line flags (which beat file and environment)."""
+    out: dict[str, Any] = {}
     for section, key, value in (
+        ("store", "url", getattr(args, "store", None)),
         ("proxy", "listen", getattr(args, "listen", None)),
         ("admin", "listen", getattr(args, "admin_listen", None)),
         ("upstream", "url", getattr(args, "upstream", None)),
     ):
         if value:
-            overrides.setdefault(section, {})[key] = value
-    overrides.update(extra)
-    return load_settings(args.config, overrides=overrides)
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if args.store:
-        out["store"] = {"url": args.store}
-    for section, value in (("proxy", args.listen), ("admin", args.admin_listen),
-                           ("upstream", args.upstream)):
-        if value:
-            out[section] = {"url" if section == "upstream" else "listen": value}
+            out[section] = {key: value}
     return out
 
 
@@ -228,9 +216,8 @@ async def _store_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from gateway.logs import configure_logging
-    from gateway.server import install_uvloop, run_workers, serve_until_signalled
-    from gateway.store import open_store as _open
     from gateway.runtime import Gateway
+    from gateway.server import install_uvloop, run_workers, serve_until_signalled
 
     overrides = _overrides(args)
     settings = load_settings(args.config, overrides=overrides)
@@ -243,7 +230,7 @@ def _serve(args: argparse.Namespace) -> int:
         install_uvloop()
 
         async def main() -> int:
-            store = _open(settings.store.url, prefix=settings.store.prefix,
+            store = open_store(settings.store.url, prefix=settings.store.prefix,
                           timeout=settings.store.timeout_seconds)
             gw = Gateway(settings, keys, store)
             return await serve_until_signalled(gw, config_path=args.config, overrides=overrides,
@@ -274,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.demo import run_demo
 
             return run_demo(args.listen, args.admin_listen)
-        return asyncio.run(_store_command(args, _settings(args)))
+        settings = load_settings(args.config, overrides=_overrides(args))
+        return asyncio.run(_store_command(args, settings))
     except (ConfigError, MasterKeyError) as exc:
         print(f"tokengate: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -6,8 +6,6 @@ import datetime as dt
 import json
 import time
 
-import pytest
-
 from tests.admin.support import Gw, cli_env, run_cli
 
 
@@ -69,12 +67,12 @@ async def test_admins_read_their_workspaces_events_and_members_none(gw: Gw) -> N
     assert (await gw.call("GET", "/audit?workspace=other", actor="alice")).status == 403
 
 
-@pytest.mark.parametrize("limit", ["0", "1001", "-1", "ten", "1.5", "²", ""])
-async def test_a_bad_limit_is_refused_naming_it(gw: Gw, limit: str) -> None:
+async def test_a_bad_limit_is_refused_naming_it(gw: Gw) -> None:
     """A limit that is not an integer from 1 to 1000 is 422 naming `limit`."""
-    reply = await gw.call("GET", f"/audit?limit={limit}")
-    assert reply.status == 422, reply.body
-    assert reply.body["field"] == "limit"
+    for limit in ("0", "1001", "-1", "ten", "1.5", "\u00b2", "\u0661", ""):
+        reply = await gw.call("GET", f"/audit?limit={limit}")
+        assert reply.status == 422, (limit, reply.body)
+        assert reply.body["field"] == "limit"
 
 
 async def test_the_cli_reads_the_same_audit_log(gw: Gw) -> None:

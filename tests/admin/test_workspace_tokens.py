@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.admin.support import Gw
 
 
@@ -58,20 +56,20 @@ async def test_a_workspace_may_have_any_number_of_workspace_tokens(gw: Gw) -> No
     assert len(await gw.tokens("?type=workspace", actor="alice")) == 12
 
 
-@pytest.mark.parametrize("name", ["x", "A" * 64, "Nightly job #3 (prod)", "Ünïcödé ✓ 名前"])
-async def test_display_names_of_1_to_64_printable_characters_are_accepted(gw: Gw, name: str) -> None:
+async def test_display_names_of_1_to_64_printable_characters_are_accepted(gw: Gw) -> None:
     """Any display name of 1-64 printable characters is kept exactly."""
-    created = await gw.create("workspace", name, actor="alice")
-    assert created["name"] == name
-    assert (await gw.token(created["token"]))["name"] == name
+    for name in ("x", "A" * 64, "Nightly job #3 (prod)", "Ünïcödé ✓ 名前"):
+        created = await gw.create("workspace", name, actor="alice")
+        assert created["name"] == name
+        assert (await gw.token(created["token"]))["name"] == name
 
 
-@pytest.mark.parametrize("name", ["", "A" * 65, "bell\x07", "tab\there", "line\nbreak", " padded "])
-async def test_display_names_outside_the_rules_are_refused_naming_the_field(gw: Gw, name: str) -> None:
-    """An empty, too long or non-printable display name is 422 naming `name`."""
-    reply = await gw.call("POST", "/tokens", {"type": "workspace", "name": name}, actor="alice")
-    assert reply.status == 422, reply.body
-    assert reply.detail.startswith("name")
+async def test_display_names_outside_the_rules_are_refused_naming_the_field(gw: Gw) -> None:
+    """An empty, too long, non-printable or space-padded display name is 422 naming `name`."""
+    for name in ("", "A" * 65, "bell\x07", "tab\there", "line\nbreak", " padded ", "\u200b"):
+        reply = await gw.call("POST", "/tokens", {"type": "workspace", "name": name}, actor="alice")
+        assert reply.status == 422, (name, reply.body)
+        assert reply.detail.startswith("name")
     assert await gw.tokens() == []
 
 

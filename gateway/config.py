@@ -103,7 +103,7 @@ class UpstreamSection(_Section):
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or fragment")
         try:
-            parts.port
+            _ = parts.port  # raises ValueError for a bad port
         except ValueError as exc:
             raise ValueError(f"bad port in {v!r}") from exc
         return v.rstrip("/")
@@ -126,7 +126,7 @@ class StoreSection(_Section):
         if parts.scheme in ("redis", "rediss") and not parts.hostname:
             raise ValueError(f"a redis URL needs a host, got {v!r}")
         try:
-            parts.port
+            _ = parts.port  # raises ValueError for a bad port
         except ValueError as exc:
             raise ValueError(f"bad port in {v!r}") from exc
         return v

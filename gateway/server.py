@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admin.app import build_admin_app
-from gateway.config import ConfigError, Settings, load_settings, parse_listen
+from gateway.config import ConfigError, load_settings, parse_listen
 from gateway.proxy.app import build_proxy_app
 from gateway.runtime import Gateway
 
@@ -46,7 +46,7 @@ class Listeners:
 def bound_address(runner: web.AppRunner) -> tuple[str, int]:
     """The address a runner's (first) site actually listens on (port 0 resolved)."""
     site = next(iter(runner.sites))
-    server: Any = site._server  # noqa: SLF001 - aiohttp exposes no public accessor
+    server: Any = site._server
     addr = server.sockets[0].getsockname()
     return str(addr[0]), int(addr[1])
 
@@ -55,7 +55,7 @@ async def start_listeners(gw: Gateway, *, reuse_port: bool = False) -> Listeners
     """Start the gateway and bind the proxy and admin listeners."""
     await gw.start()
     grace = gw.settings.lifecycle.grace_seconds
-    runners = []
+    runners: list[web.AppRunner] = []
     for app, listen in (
         (build_proxy_app(gw), gw.settings.proxy.listen),
         (build_admin_app(gw), gw.settings.admin.listen),
@@ -112,7 +112,8 @@ async def serve_until_signalled(
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     log.info("tokengate listening", extra={
-        "proxy": "%s:%d" % listeners.proxy_address, "admin": "%s:%d" % listeners.admin_address,
+        "proxy": "{}:{}".format(*listeners.proxy_address),
+        "admin": "{}:{}".format(*listeners.admin_address),
         "upstream": gw.settings.upstream.url, "pid": os.getpid()})
     if on_ready is not None:
         result = on_ready(listeners)

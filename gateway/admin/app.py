@@ -6,12 +6,13 @@ import hmac
 import logging
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.admin.api import register_api
 from gateway.metrics import exposition
 from gateway.policy.errors import Problem, StoreUnavailable, Unauthenticated
 from gateway.proxy.app import GATEWAY
-from gateway.proxy.problems import problem_response
+from gateway.proxy.problems import http_problem, problem_response
 from gateway.runtime import Gateway
 from gateway.store.base import StoreError
 from gateway.trusted.admin import register_trusted_admin
@@ -28,7 +29,7 @@ def _bad_admin_key() -> Unauthenticated:
 
 
 @web.middleware
-async def admin_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def admin_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Problems become problem+json; the store being down becomes 503."""
     try:
         try:
@@ -40,17 +41,14 @@ async def admin_errors(request: web.Request, handler: web.Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        problem = Problem(exc.reason or "error")
-        problem.status, problem.title = exc.status, exc.reason or "Error"
-        problem.type_slug = "http-" + str(exc.status)
-        return problem_response(problem)
+        return problem_response(http_problem(exc))
     except Exception:
         log.exception("unhandled error in the admin API")
         return problem_response(Problem("internal error"))
 
 
 @web.middleware
-async def admin_key(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def admin_key(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``/admin/api`` needs ``Authorization: Bearer <admin key>`` (constant-time)."""
     if request.path.startswith(API_PREFIX) and request.path != API_PREFIX + "openapi.json":
         expected = request.app[GATEWAY].settings.admin.key

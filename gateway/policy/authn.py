@@ -61,5 +61,5 @@ def authenticate(
 
 def cutoff_epoch(day: dt.date) -> float:
     """The first instant (UTC) after the cutoff day: tokens work through that day."""
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     return end.timestamp()

@@ -113,7 +113,7 @@ def iso(ts: float | None) -> str | None:
     import datetime as _dt
 
     return (
-        _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc)
+        _dt.datetime.fromtimestamp(ts, tz=_dt.UTC)
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from gateway.logs import log_access
 from gateway.policy.errors import (
@@ -30,7 +31,7 @@ from gateway.policy.headers import identity_headers, request_id
 from gateway.policy.model import Identity, TokenType
 from gateway.policy.paths import normalize_path
 from gateway.policy.ratelimit import rate_limit_headers
-from gateway.proxy.problems import problem_response
+from gateway.proxy.problems import http_problem, problem_response
 from gateway.proxy.state import (
     IDENTITY,
     PATH,
@@ -64,17 +65,17 @@ OUTCOMES: dict[type[Problem], str] = {
 def _outcome(problem: Problem) -> str:
     for cls in type(problem).__mro__:
         if cls in OUTCOMES:
-            return OUTCOMES[cls]  # type: ignore[index]
+            return OUTCOMES[cls]
     return "bad_request" if problem.status < 500 else "upstream_error"
 
 
-def observe_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-type]
+def observe_middleware(gw: Gateway) -> Middleware:
     """Outermost: request id, in-flight gauge, problems, metrics and the access line."""
     metrics = gw.metrics
     access = gw.settings.log.access
 
     @web.middleware
-    async def observe(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
         rid = request_id(request.headers.get("X-Request-Id"))
         request[REQUEST_ID] = rid
@@ -90,7 +91,7 @@ def observe_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-typ
             response = problem_response(problem)
         except web.HTTPException as exc:  # aiohttp's own (e.g. 413 body too large)
             outcome = "bad_request" if exc.status < 500 else "upstream_error"
-            response = problem_response(_http_problem(exc))
+            response = problem_response(http_problem(exc))
         except Exception:
             log.exception("unhandled error in the proxy", extra={"request_id": rid})
             outcome = "upstream_error"
@@ -118,17 +119,11 @@ def observe_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-typ
     return observe
 
 
-def _http_problem(exc: web.HTTPException) -> Problem:
-    problem = BadRequest(exc.reason or "bad request")
-    problem.status = exc.status
-    return problem
-
-
-def authenticate_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-type]
+def authenticate_middleware(gw: Gateway) -> Middleware:
     """Normalise the path once, then authenticate (except public endpoints)."""
 
     @web.middleware
-    async def authenticate(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         raw_path = request.raw_path.partition("?")[0]
         request[PATH] = normalize_path(raw_path)
         route = request.match_info.route
@@ -142,12 +137,12 @@ def authenticate_middleware(gw: Gateway) -> web.middleware:  # type: ignore[vali
     return authenticate
 
 
-def enforce_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-type]
+def enforce_middleware(gw: Gateway) -> Middleware:
     """Deny rules and workspace scoping, before any quota is used."""
     metrics = gw.metrics
 
     @web.middleware
-    async def enforce(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def enforce(request: web.Request, handler: Handler) -> web.StreamResponse:
         identity: Identity | None = request.get(IDENTITY)
         if identity is None:
             return await handler(request)
@@ -171,12 +166,12 @@ def enforce_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-typ
     return enforce
 
 
-def limit_middleware(gw: Gateway) -> web.middleware:  # type: ignore[valid-type]
+def limit_middleware(gw: Gateway) -> Middleware:
     """The per-username sliding window: one store call per request."""
     by_user = gw.settings.rate_limit.key == "user"
 
     @web.middleware
-    async def limit(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         identity: Identity | None = request.get(IDENTITY)
         if identity is None:
             return await handler(request)

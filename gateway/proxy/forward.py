@@ -7,7 +7,6 @@ not 200 MB.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -18,12 +17,12 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.policy.errors import BadGateway, GatewayTimeout
-from gateway.proxy.state import UPSTREAM_STATUS
 from gateway.policy.headers import (
     connection_tokens,
     dropped_request_header,
     dropped_response_header,
 )
+from gateway.proxy.state import UPSTREAM_STATUS
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -102,7 +101,7 @@ class Forwarder:
                 request.method, url, headers=headers, data=body,
                 allow_redirects=False, compress=None, proxy=None,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.metrics.upstream(time.perf_counter() - start, None)
             request[UPSTREAM_STATUS] = None
             raise GatewayTimeout("the upstream did not answer in time") from None
@@ -135,7 +134,7 @@ class Forwarder:
         try:
             async for chunk in upstream.content.iter_chunked(CHUNK):
                 await response.write(chunk)
-        except (asyncio.TimeoutError, aiohttp.ClientError, ConnectionResetError):
+        except (TimeoutError, aiohttp.ClientError, ConnectionResetError):
             # The status line is already sent, so no error response is
             # possible: cut the connection so the client sees a broken body
             # rather than a truncated one that looks complete.

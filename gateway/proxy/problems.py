@@ -19,3 +19,11 @@ def problem_response(problem: Problem) -> web.Response:
     )
     response.content_type = PROBLEM_JSON
     return response
+
+
+def http_problem(exc: web.HTTPException) -> Problem:
+    """aiohttp's own HTTP errors (404, 405, 413...) as problems."""
+    problem = Problem(exc.reason or "error")
+    problem.status, problem.title = exc.status, exc.reason or "Error"
+    problem.type_slug = "http-" + str(exc.status)
+    return problem

@@ -13,5 +13,5 @@ PATH = web.RequestKey("tokengate.path", str)
 """The normalised path: what the rules match and what is forwarded."""
 IDENTITY = web.RequestKey("tokengate.identity", Identity)
 ROUTE_CLASS = web.RequestKey("tokengate.route_class", str)
-RATE_LIMIT_HEADERS = web.RequestKey("tokengate.rate_limit_headers", Sequence)  # type: ignore[type-abstract]
+RATE_LIMIT_HEADERS = web.RequestKey("tokengate.rate_limit_headers", Sequence)
 UPSTREAM_STATUS = web.RequestKey("tokengate.upstream_status", object)

@@ -24,9 +24,9 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from importlib import resources
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -61,7 +61,7 @@ def _lua(name: str) -> str:
     return resources.files("gateway.store").joinpath(f"lua/{name}.lua").read_text()
 
 
-def _wrap_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def _wrap_errors(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn any Redis failure into StoreError, so callers fail closed with 503."""
 
     @functools.wraps(fn)
@@ -181,7 +181,7 @@ class RedisStore:
         if not res[0]:
             raise AlreadyExists(user.username)
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
+            pipe.hset(key, mapping=cast("Mapping[Any, Any]", fields))
             pipe.sadd(self.prefix + "users", user.username)
             pipe.sadd(self._ws(user.workspace, "users"), user.username)
             pipe.sadd(self.prefix + "workspaces", user.workspace)
@@ -259,7 +259,8 @@ class RedisStore:
             workspaces = [workspace]
         tokens: list[str] = []
         for ws in workspaces:
-            tokens += [_s(t) or "" for t in await self.client.zrange(self._ws(ws, "tokens"), 0, -1)]
+            members = await self.client.zrange(self._ws(ws, "tokens"), 0, -1)
+            tokens += [_s(cast(bytes, t)) or "" for t in members]
         async with self.client.pipeline(transaction=False) as pipe:
             for t in tokens:
                 pipe.hgetall(self._tok(t))
@@ -323,7 +324,7 @@ class RedisStore:
         }
         msg = orjson.dumps({"kind": "all", "key": workspace, "at": time.time()})
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=mapping)
+            pipe.hset(key, mapping=cast("Mapping[Any, Any]", mapping))
             pipe.sadd(self.prefix + "workspaces", workspace)
             pipe.publish(self.channel, msg)
             await pipe.execute()
@@ -423,7 +424,7 @@ class RedisStore:
                     await self._dispatch(inv)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except (RedisError, OSError) as exc:
                 # Messages may have been lost while disconnected: tell handlers
@@ -432,7 +433,7 @@ class RedisStore:
                 lost = True
                 await self._dispatch(None)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 

@@ -220,7 +220,14 @@ async def forward_handler(request: web.Request) -> web.StreamResponse:
         *request.get(RATE_LIMIT_HEADERS, ()),
         ("X-Request-Id", request[REQUEST_ID]),
     ]
-    return await gw.forwarder.forward(request, request[PATH], added, response_headers)
+    try:
+        return await gw.forwarder.forward(request, request[PATH], added, response_headers)
+    except Problem as problem:
+        # The request used quota even though the upstream failed (502/504):
+        # the client still learns how much is left.
+        for name, value in request.get(RATE_LIMIT_HEADERS, ()):
+            problem.headers.setdefault(name, value)
+        raise
 
 
 def build_proxy_app(gw: Gateway) -> web.Application:

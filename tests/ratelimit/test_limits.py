@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from multidict import CIMultiDict
 
 from tests.conftest import InProcess, RecordingUpstream, basic
-from tests.rules.support import another_member_token, member_token
+from tests.rules.support import MakeGateway, another_member_token, member_token
 
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "RateLimit-Policy", "RateLimit")
 
@@ -34,7 +34,7 @@ def policy_of(headers: CIMultiDict[str]) -> str:
 
 
 async def test_burst_of_45_admits_exactly_40_and_counts_down(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """45 back-to-back requests: 40 pass counting 39..0, 5 get 429 with Retry-After, and waiting that long suffices."""
     g: InProcess = await make_gateway({"rate_limit": {"limit": 40, "window_seconds": 1}})
@@ -61,7 +61,7 @@ async def test_burst_of_45_admits_exactly_40_and_counts_down(
 
 
 async def test_hammering_past_the_limit_is_admitted_when_the_window_has_room(
-    make_gateway, redis_url: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, redis_url: str
 ) -> None:
     """Rejected requests are not recorded, so a client that never stops is let in once the window moves on."""
     g: InProcess = await make_gateway({"rate_limit": {"limit": 3, "window_seconds": 1}})
@@ -90,7 +90,7 @@ async def test_hammering_past_the_limit_is_admitted_when_the_window_has_room(
 
 
 async def test_wrong_secret_cannot_use_up_the_victims_quota(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """Requests with the victim's token but a wrong secret never touch the victim's window."""
     from gateway.policy.credentials import new_secret
@@ -106,7 +106,7 @@ async def test_wrong_secret_cannot_use_up_the_victims_quota(
 
 
 async def test_failed_authentication_is_limited_per_client_address(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """After the failure budget, an address gets 429 even with a correct secret until the window passes; other addresses are unaffected."""
     from gateway.policy.credentials import new_secret
@@ -144,7 +144,7 @@ CLASSES = {
 
 
 async def test_named_class_has_its_own_limit_window_and_headers(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """A request in a named class counts against that class only and its headers name the class."""
     g: InProcess = await make_gateway({"rate_limit": CLASSES})
@@ -170,7 +170,7 @@ async def test_named_class_has_its_own_limit_window_and_headers(
 
 
 async def test_key_user_pools_all_of_a_users_tokens(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """With ``rate_limit.key = "user"`` two tokens of one user share one quota."""
     g: InProcess = await make_gateway({"rate_limit": {"limit": 3, "window_seconds": 10, "key": "user"}})
@@ -187,7 +187,7 @@ async def test_key_user_pools_all_of_a_users_tokens(
 
 
 async def test_default_key_gives_each_token_its_own_quota(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """By default the key is the token (the Basic username): a user's two tokens are limited apart."""
     g: InProcess = await make_gateway({"rate_limit": {"limit": 3, "window_seconds": 10}})
@@ -200,7 +200,7 @@ async def test_default_key_gives_each_token_its_own_quota(
 
 
 async def test_denied_requests_use_up_no_quota(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """Requests refused by a deny rule or the workspace scope leave the window untouched."""
     g: InProcess = await make_gateway({"rate_limit": {"limit": 2, "window_seconds": 10}})
@@ -214,7 +214,7 @@ async def test_denied_requests_use_up_no_quota(
 
 
 async def test_idle_keys_expire_and_memory_is_bounded_by_the_limit(
-    make_gateway, redis_url: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, redis_url: str
 ) -> None:
     """A window key holds at most ``limit`` entries, carries a TTL of one window, and is gone once idle."""
     from gateway.policy.credentials import new_secret

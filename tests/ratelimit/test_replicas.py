@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
 import aiohttp
 import pytest
@@ -11,6 +12,7 @@ import redis.asyncio as aioredis
 
 from gateway.keys import generate_master_key
 from tests.conftest import RecordingUpstream, basic
+from tests.rules.support import GatewayFactory
 
 LIMIT = 40
 # Long enough that a burst of requests surely fits inside one window, so the
@@ -20,7 +22,7 @@ WINDOW = 5
 
 @pytest.mark.slow
 async def test_three_processes_share_one_exact_window(
-    gateway_factory, redis_url: str, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:
     """Concurrent requests spread over three processes: exactly the limit is admitted, each count once, then none."""
     master = generate_master_key()
@@ -73,7 +75,7 @@ window_seconds = 1
 
 @pytest.mark.slow
 async def test_no_window_ever_holds_more_than_the_limit_across_processes(
-    gateway_factory, redis_url: str, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:
     """Hammering three processes for a few windows: by Redis's own clock, any 1 s holds at most 10 admissions, and windows reopen."""
     master = generate_master_key()
@@ -101,8 +103,8 @@ async def test_no_window_ever_holds_more_than_the_limit_across_processes(
         # Entries stay in the set for a whole window, so polling far more often
         # than that sees every admission (member -> Redis time in microseconds).
         while loop.time() < stop + 0.2:
-            for member, score in await client.zrange(key, 0, -1, withscores=True):
-                admissions[member] = score
+            entries: Any = await client.zrange(key, 0, -1, withscores=True)
+            admissions.update(entries)
             await asyncio.sleep(0.05)
 
     try:

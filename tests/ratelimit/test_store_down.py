@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import InProcess, RecordingUpstream, RedisServer, basic, free_port
+from tests.rules.support import MakeGateway
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def own_redis() -> Iterator[RedisServer]:
 
 
 async def test_store_stopping_mid_run_fails_closed(
-    make_gateway, upstream: RecordingUpstream, own_redis: RedisServer  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, own_redis: RedisServer
 ) -> None:
     """A token whose credential is cached still gets 503 once Redis is gone: the limit cannot be checked."""
     from gateway.policy.credentials import new_secret
@@ -44,7 +45,7 @@ async def test_store_stopping_mid_run_fails_closed(
 
 
 async def test_dead_store_port_is_503_and_not_ready(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """A gateway pointed at a port nobody listens on answers 503 with Retry-After and /readyz 503."""
     g: InProcess = await make_gateway()  # only for a valid token and a live upstream

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +18,12 @@ from multidict import CIMultiDict
 from gateway.policy.credentials import new_secret, new_token
 from gateway.policy.model import Role, TokenType
 from gateway.policy.permissions import Actor
-from tests.conftest import InProcess
+from tests.conftest import GatewayProcess, InProcess
+
+MakeGateway = Callable[..., Awaitable[InProcess]]
+"""The type of the ``make_gateway`` fixture."""
+GatewayFactory = Callable[..., GatewayProcess]
+"""The type of the ``gateway_factory`` fixture."""
 
 
 @dataclass
@@ -121,3 +127,23 @@ def problem(response: RawResponse) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["status"] == response.status
     return body
+
+
+async def enable_trusted_auth(g: InProcess, session: Any, workspace: str = "default") -> str:
+    """Enable trusted authentication for ``workspace`` through the admin API; its secret_key."""
+    from tests.conftest import ADMIN_KEY
+
+    async with session.put(f"{g.admin}/admin/api/workspaces/{workspace}/trusted-auth",
+                           headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as r:
+        assert r.status == 201, await r.text()
+        key: str = (await r.json())["secret_key"]
+        return key
+
+
+async def trusted_bearer(g: InProcess, session: Any, key: str, username: str) -> str:
+    """A trusted-auth bearer token for ``username``, minted on the proxy's token endpoint."""
+    body = {"username": username, "secret_key": key}
+    async with session.post(g.proxy + "/api/rest/2.0/auth/token/full", json=body) as r:
+        assert r.status == 200, await r.text()
+        token: str = (await r.json())["token"]
+        return token

@@ -62,8 +62,8 @@ def run(args: list[str]) -> subprocess.CompletedProcess[str]:
     """Run ``python -m gateway`` with a clean TOKENGATE_* environment and a valid master key."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENGATE_")}
     env["TOKENGATE_MASTER_KEY"] = generate_master_key()
-    return subprocess.run([sys.executable, "-m", "gateway", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "gateway", *args], check=False, env=env,
+                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize("command", [["config", "check"], ["serve", "--listen", "127.0.0.1:0",

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.policy.rules import DEFAULT_RULES
 from tests.conftest import InProcess, RecordingUpstream, basic
-from tests.rules.support import member_token, personal_token, problem, raw_request
+from tests.rules.support import MakeGateway, member_token, personal_token, problem, raw_request
 
 CLONE = "/api/default/reports/r1/runs/run9/clone"
 INVITES = "/api/default/invites"
@@ -26,7 +26,7 @@ async def credentials(g: InProcess, kind: str) -> tuple[str, str]:
 @pytest.mark.parametrize("kind", ["workspace", "member"])
 @pytest.mark.parametrize(("rule", "path"), [("clone-report-run", CLONE), ("create-invite", INVITES)])
 async def test_default_rules_deny_workspace_and_member_tokens(
-    make_gateway, upstream: RecordingUpstream, kind: str, rule: str, path: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, kind: str, rule: str, path: str
 ) -> None:
     """POSTing to a default-denied endpoint with a workspace or member token is 403 naming the rule, never forwarded."""
     g: InProcess = await make_gateway()
@@ -42,7 +42,7 @@ async def test_default_rules_deny_workspace_and_member_tokens(
 
 @pytest.mark.parametrize("path", [CLONE, INVITES])
 async def test_personal_tokens_pass_the_default_rules(
-    make_gateway, upstream: RecordingUpstream, path: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, path: str
 ) -> None:
     """The default rules name workspace and member tokens only, so a personal token's POST is forwarded."""
     g: InProcess = await make_gateway(FUTURE_CUTOFF)
@@ -55,7 +55,7 @@ async def test_personal_tokens_pass_the_default_rules(
 @pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"])
 @pytest.mark.parametrize("kind", ["workspace", "member"])
 async def test_other_methods_on_denied_paths_pass(
-    make_gateway, upstream: RecordingUpstream, method: str, kind: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, method: str, kind: str
 ) -> None:
     """The default rules deny POST only: other methods on the same paths reach the upstream."""
     g: InProcess = await make_gateway()
@@ -67,7 +67,7 @@ async def test_other_methods_on_denied_paths_pass(
     assert [(s.method, s.raw_path) for s in upstream.seen] == [(method, CLONE), (method, INVITES)]
 
 
-async def test_neighbouring_paths_are_not_denied(make_gateway, upstream: RecordingUpstream) -> None:  # type: ignore[no-untyped-def]
+async def test_neighbouring_paths_are_not_denied(make_gateway: MakeGateway, upstream: RecordingUpstream) -> None:
     """A rule matches its own endpoint only: longer, shorter and sibling paths are forwarded."""
     g: InProcess = await make_gateway()
     paths = ["/api/default/invites/abc", "/api/default/invitesx", "/api/default/reports/r1/runs/run9",
@@ -81,7 +81,7 @@ async def test_neighbouring_paths_are_not_denied(make_gateway, upstream: Recordi
 
 
 async def test_empty_deny_list_switches_the_defaults_off(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """``deny = []`` in config means no rules at all, so a workspace token may create invites."""
     g: InProcess = await make_gateway({"deny": []})
@@ -96,7 +96,7 @@ async def test_empty_deny_list_switches_the_defaults_off(
     "/api//other/reports", "/api/default;x/reports",
 ])
 async def test_request_naming_another_workspace_is_refused(
-    make_gateway, upstream: RecordingUpstream, path: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, path: str
 ) -> None:
     """A token of workspace ``default`` gets 403 for any spelling of a path that names another workspace."""
     g: InProcess = await make_gateway()
@@ -109,7 +109,7 @@ async def test_request_naming_another_workspace_is_refused(
 @pytest.mark.parametrize("path", ["/api/default/reports", "/api/DEFAULT/reports", "/api/d%65fault/x",
                                   "/api", "/api/", "/health", "/"])
 async def test_own_workspace_and_unscoped_paths_pass(
-    make_gateway, upstream: RecordingUpstream, path: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, path: str
 ) -> None:
     """Paths naming the token's own workspace (any case) or no workspace at all are forwarded."""
     g: InProcess = await make_gateway()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import InProcess, RecordingUpstream, basic
-from tests.rules.support import problem, raw_request
+from tests.rules.support import MakeGateway, problem, raw_request
 
 DRY = {"name": "audit-exports", "methods": ["GET"], "path": "/api/{workspace}/exports/**",
        "token_types": ["workspace"], "mode": "dry-run", "message": "exports will be denied soon"}
@@ -31,7 +32,7 @@ async def denials(g: InProcess) -> dict[tuple[str, str], float]:
 
 
 async def test_dry_run_rule_passes_counts_and_logs(
-    make_gateway, upstream: RecordingUpstream, caplog  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A request matching a dry-run rule is forwarded, counted with mode="dry-run" and logged with the rule."""
     caplog.set_level(logging.INFO, logger="tokengate.proxy")
@@ -46,12 +47,12 @@ async def test_dry_run_rule_passes_counts_and_logs(
     assert counted[("audit-exports", "dry-run")] == 2
     assert counted[("no-export-delete", "enforce")] == 0
     logged = [r for r in caplog.records if getattr(r, "rule", None) == "audit-exports"]
-    assert [r.path for r in logged] == ["/api/default/exports/1", "/api/default/EXPORTS/2/"]  # type: ignore[attr-defined]
+    assert [r.__dict__["path"] for r in logged] == ["/api/default/exports/1", "/api/default/EXPORTS/2/"]
     assert all("dry-run" in r.getMessage() for r in logged)
 
 
 async def test_dry_run_rule_does_not_count_requests_it_does_not_match(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """Other methods, paths and token types leave the dry-run counter alone."""
     g: InProcess = await make_gateway({"deny": [DRY]})
@@ -62,7 +63,7 @@ async def test_dry_run_rule_does_not_count_requests_it_does_not_match(
 
 
 async def test_enforced_rule_counts_and_dry_run_alongside_it(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """When an enforcing and a dry-run rule both match, the request is denied and both are counted."""
     dry_delete = {**ENFORCED, "name": "watch-delete", "mode": "dry-run"}

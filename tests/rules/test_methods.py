@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import InProcess, RecordingUpstream, basic
-from tests.rules.support import problem, raw_request
+from tests.rules.support import GatewayFactory, MakeGateway, problem, raw_request
 
 INVITES = "/api/default/invites"
 
 
 @pytest.mark.parametrize("method", ["PURGE", "PROPFIND", "QUERY", "SEARCH", "REPORT"])
 async def test_non_standard_method_is_refused_on_a_denied_path(
-    make_gateway, upstream: RecordingUpstream, method: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, method: str
 ) -> None:
     """A method no rule names could be routed anywhere, so it is denied wherever a rule's path matches."""
     g: InProcess = await make_gateway()
@@ -28,7 +28,7 @@ async def test_non_standard_method_is_refused_on_a_denied_path(
 
 @pytest.mark.parametrize("method", ["PURGE", "PROPFIND", "QUERY", "SEARCH", "REPORT"])
 async def test_non_standard_method_is_forwarded_elsewhere(
-    make_gateway, upstream: RecordingUpstream, method: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, method: str
 ) -> None:
     """Where no rule's path matches, a non-standard method reaches the upstream unchanged."""
     g: InProcess = await make_gateway()
@@ -40,7 +40,7 @@ async def test_non_standard_method_is_forwarded_elsewhere(
 
 @pytest.mark.parametrize("method", [b"post", b"Post", b"FOO"])
 async def test_methods_the_http_parser_rejects_are_400(
-    make_gateway, upstream: RecordingUpstream, method: bytes  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, method: bytes
 ) -> None:
     """With aiohttp's C parser, methods it does not know (``post``, ``FOO``) are 400 and never forwarded."""
     g: InProcess = await make_gateway()
@@ -83,7 +83,7 @@ async def raw_upstream() -> AsyncIterator[RawUpstream]:
 
 @pytest.mark.slow
 async def test_pure_python_parser_unknown_methods(
-    gateway_factory, redis_url: str, raw_upstream: RawUpstream, tmp_path: Path  # type: ignore[no-untyped-def]
+    gateway_factory: GatewayFactory, redis_url: str, raw_upstream: RawUpstream, tmp_path: Path
 ) -> None:
     """Under aiohttp's pure-Python parser, which accepts any token, ``post`` and ``FOO`` are denied on a denied path and ``FOO`` is forwarded elsewhere."""
     gp = gateway_factory(store_url=redis_url, upstream=raw_upstream.url,

@@ -9,7 +9,7 @@ import pytest
 from gateway.policy.paths import normalize_path
 from gateway.policy.rules import DEFAULT_RULES
 from tests.conftest import InProcess, RecordingUpstream, basic
-from tests.rules.support import problem, raw_request
+from tests.rules.support import MakeGateway, problem, raw_request
 
 MESSAGES = {rule["name"]: rule["message"] for rule in DEFAULT_RULES}
 
@@ -45,7 +45,7 @@ CLONE_SPELLINGS = [
     *(("clone-report-run", p) for p in CLONE_SPELLINGS),
 ])
 async def test_every_routable_spelling_of_a_denied_path_is_denied(
-    make_gateway, upstream: RecordingUpstream, rule: str, path: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, rule: str, path: str
 ) -> None:
     """A spelling an ordinary framework routes to a denied handler gets the same 403 and is not forwarded."""
     g: InProcess = await make_gateway()
@@ -65,7 +65,7 @@ EXPORTS_RULE = {"name": "no-exports", "methods": ["GET"], "path": "/api/{workspa
 @pytest.mark.parametrize("path", ["/api/default/exports", "/api/default/exports/a/b",
                                   "/api/default/EXPORTS/", "/api/default/exp%6Frts/x"])
 async def test_rule_on_get_also_denies_head(
-    make_gateway, upstream: RecordingUpstream, method: str, path: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, method: str, path: str
 ) -> None:
     """Frameworks answer HEAD with the GET handler, so a GET rule refuses HEAD too."""
     g: InProcess = await make_gateway({"deny": [EXPORTS_RULE]})
@@ -78,7 +78,7 @@ async def test_rule_on_get_also_denies_head(
 
 
 async def test_case_sensitive_rule_matches_only_its_case(
-    make_gateway, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:
     """With ``case_sensitive = true`` a rule matches its exact letter case only (for case-sensitive upstreams)."""
     rule = {**EXPORTS_RULE, "case_sensitive": True}
@@ -109,7 +109,7 @@ UNPARSEABLE = [b"/api/default/invites\x00", b"/api/default/\xff", b"/api/default
 
 @pytest.mark.parametrize("path", AMBIGUOUS)
 async def test_ambiguous_paths_are_400_and_not_forwarded(
-    make_gateway, upstream: RecordingUpstream, path: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, path: str
 ) -> None:
     """An encoded slash, backslash, NUL, invalid UTF-8 or climb above the root is 400 and never forwarded."""
     g: InProcess = await make_gateway()
@@ -123,7 +123,7 @@ async def test_ambiguous_paths_are_400_and_not_forwarded(
 
 @pytest.mark.parametrize("path", UNPARSEABLE)
 async def test_unparseable_request_targets_are_400_and_not_forwarded(
-    make_gateway, upstream: RecordingUpstream, path: bytes  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, path: bytes
 ) -> None:
     """Raw NUL and raw non-ASCII bytes in the target are refused by the HTTP parser before any rule runs."""
     g: InProcess = await make_gateway()
@@ -148,7 +148,7 @@ FORWARDED = {
 
 @pytest.mark.parametrize(("sent", "expected"), FORWARDED.items())
 async def test_upstream_receives_exactly_the_path_the_rules_saw(
-    make_gateway, upstream: RecordingUpstream, caplog: pytest.LogCaptureFixture, sent: str, expected: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, caplog: pytest.LogCaptureFixture, sent: str, expected: str
 ) -> None:
     """The forwarded path is the normalised path the (dry-run) rule matched, byte for byte."""
     caplog.set_level(logging.INFO, logger="tokengate.proxy")
@@ -156,10 +156,10 @@ async def test_upstream_receives_exactly_the_path_the_rules_saw(
     g: InProcess = await make_gateway({"deny": [watch]})
     response = await raw_request(g.proxy, "GET", sent, headers={"Authorization": basic(g.token, g.secret)})
     assert response.status == 200, response
-    path, _, query = expected.partition("?")
+    path = expected.partition("?")[0]
     assert upstream.seen[-1].raw_path == expected
     assert normalize_path(sent.partition("?")[0]) == path
-    seen_by_rules = [r.path for r in caplog.records if getattr(r, "rule", None) == "watch-all"]  # type: ignore[attr-defined]
+    seen_by_rules = [r.__dict__["path"] for r in caplog.records if getattr(r, "rule", None) == "watch-all"]
     assert seen_by_rules == [path]
 
 
@@ -171,7 +171,7 @@ async def test_upstream_receives_exactly_the_path_the_rules_saw(
 @pytest.mark.parametrize("path", ["/api/default/invites.json",
                                   "/api/default/reports/r1/runs/run9/clone.json"])
 async def test_format_suffix_spelling_is_denied(
-    make_gateway, upstream: RecordingUpstream, path: str  # type: ignore[no-untyped-def]
+    make_gateway: MakeGateway, upstream: RecordingUpstream, path: str
 ) -> None:
     """A ``.json`` format suffix, which Rails routes to the same action, does not dodge a rule."""
     g: InProcess = await make_gateway()

@@ -152,7 +152,7 @@ def format_report(result: dict[str, Any]) -> str:
     lines += ["", report.target_lines(result["checks"])]
     if "C" in s:
         lines += ["", ("Redis commands per request during C's timed runs (INFO commandstats; "
-                       "'script' = called inside a Lua script, not a round trip):")]
+                       "'script' = called inside a Lua script, not sent by tokengate):")]
         for cmd, v in sorted(s["C"]["redis_commands_per_request"].items(),
                              key=lambda kv: -kv[1]["per_request"]):
             lines.append(f"  {cmd:<20} {v['per_request']:8.4f}  {v['issued_by']}")

@@ -1,4 +1,8 @@
-"""Redis use per proxied request: which commands are round trips, which run inside scripts."""
+"""Redis use per proxied request: which commands a client sent, which ran inside scripts.
+
+A client-sent command is at most one round trip (pipelined commands share one; Redis
+keeps no count of pipelines, so they are counted as commands, the stricter measure).
+"""
 
 from __future__ import annotations
 

@@ -100,8 +100,8 @@ def _memory(bench: Bench, side: sides.Side, n: int, m: int) -> dict[str, Any]:
                          for cmd, v in p["redis_commands_per_request"].items()
                          if v["issued_by"] == "client")
         lines.append(f"  pass {i}: {p['requests']:,} requests at {p['rps']:,.0f} req/s, "
-                     f"RSS {p['rss_bytes'] / MB:.1f} MB; Redis round trips per request "
-                     f"{p['redis_per_request']:.3f} ({sent or 'none'})")
+                     f"RSS {p['rss_bytes'] / MB:.1f} MB; Redis commands per request "
+                     f"{p['redis_per_request']:.3f} (sent by tokengate: {sent or 'none'})")
     lines += ["", report.target_lines(checks)]
     print("\n".join(lines))
     return {"scenario": "memory", "tokens": m, "requests_per_pass": n, "rss_start": rss0,

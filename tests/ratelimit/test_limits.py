@@ -238,3 +238,24 @@ async def test_idle_keys_expire_and_memory_is_bounded_by_the_limit(
         assert await client.exists(key, failures) == 0
     finally:
         await client.aclose()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "design gap in gateway/proxy/auth.py + store, not fixable there alone without an extra "
+    "round trip on success: a replica learns an address is blocked only from that address's "
+    "next failure on it, so its first answer to a blocked address still tells a right secret "
+    "(200) from a wrong one (429) - one extra verified guess per replica per window"))
+async def test_blocked_address_gets_no_oracle_from_another_replica(
+    make_gateway: MakeGateway, upstream: RecordingUpstream
+) -> None:
+    """An address that used up its failure budget on one replica is throttled on every replica, right secret or not."""
+    from gateway.policy.credentials import new_secret
+
+    settings = {"rate_limit": {"auth_failures": {"limit": 3, "window_seconds": 5}}}
+    first, second = await make_gateway(settings), await make_gateway(settings)
+    async with aiohttp.ClientSession() as s:
+        statuses = [(await call(s, first.proxy + "/", basic(first.token, new_secret())))[0]
+                    for _ in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        status, _, _ = await call(s, second.proxy + "/", basic(first.token, first.secret))
+    assert status == 429

@@ -10,7 +10,10 @@ dodge a pattern written for that handler:
   framework decodes the path before routing ("a%3Ab" meets a literal "a:b");
 * literal segments ignore letter case unless the pattern is case-sensitive;
 * literal segments ignore ";params" (Tomcat and Spring route "/invites;x" to
-  "/invites"; refusing it where another framework would 404 costs nothing).
+  "/invites"; refusing it where another framework would 404 costs nothing);
+* the last literal segment also matches with a format suffix ("invites.json"),
+  as Rails' optional "(.:format)" and older Spring MVC route it to the same
+  action.
 
 Parameter values are returned as they appear in the normalised path.
 """
@@ -25,6 +28,7 @@ from gateway.policy.errors import BadRequest
 from gateway.policy.paths import normalize_path
 
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FORMAT_SUFFIX = re.compile(r"\.[A-Za-z0-9]+$")
 
 
 def split_path(path: str) -> tuple[str, ...]:
@@ -83,10 +87,13 @@ class PathPattern:
         if count < self._fixed or (count > self._fixed and not self._tail):
             return None
         params: dict[str, str] = {}
-        for (literal, name), segment in zip(self._segments, segments):
+        last = self._fixed - 1 if not self._tail else -1
+        for index, ((literal, name), segment) in enumerate(zip(self._segments, segments)):
             if name is not None:
                 params[name] = segment
-            elif segment_key(segment, case_sensitive=self.case_sensitive) != literal:
+                continue
+            key = segment_key(segment, case_sensitive=self.case_sensitive)
+            if key != literal and not (index == last and _FORMAT_SUFFIX.sub("", key) == literal):
                 return None
         return params
 

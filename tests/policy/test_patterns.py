@@ -8,6 +8,8 @@ from gateway.policy.paths import normalize_path
 from gateway.policy.patterns import PathPattern, segment_key, split_path
 
 MATCHES = [
+    ("/api/{ws}/invites", "/api/acme/invites.json", {"ws": "acme"},
+     "a format suffix on the last literal, as Rails' (.:format) routes it"),
     # (pattern, path as the client sent it, params, why)
     ("/", "/", {}, "the root matches the root"),
     ("/api/{ws}/invites", "/api/acme/invites", {"ws": "acme"}, "a param takes one segment"),
@@ -46,7 +48,8 @@ MISSES = [
     ("/api/{ws}/invites", "/api/invites", False, "a missing segment: a param is never empty"),
     ("/api/{ws}/invites", "//api//invites", False, "collapsed slashes leave no empty param"),
     ("/api/{ws}/invites", "/api/acme/invitesx", False, "a longer literal"),
-    ("/api/{ws}/invites", "/api/acme/invites.json", False, "a suffix is another resource"),
+    ("/api/{ws}/invites", "/api/acme/invites.txt.json", False, "only one format suffix"),
+    ("/api/{ws}/invites", "/api/acme/invitesjson", False, "a longer name is another resource"),
     ("/api/{ws}/invites", "/api/acme/invites%3Bx", False, "an escaped ';' is no parameter"),
     ("/api/{ws}/invites", "/api/acme/invit%2565s", False, "decoding happens only once"),
     ("/api/{ws}/invites", "/api/acme/INVITES", True, "a case-sensitive pattern minds case"),

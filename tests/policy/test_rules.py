@@ -84,7 +84,7 @@ def test_defaults_let_trusted_and_personal_tokens_through(
         ("POST", "/api/acme/reports/r1/runs/u9"),
         ("POST", "/api/acme/reports/r1/runs/u9/clone/x"),
         ("POST", "/api/acme/reports/r1/clone"),
-        ("POST", "/api/acme/invites.json"),
+        ("POST", "/api/acme/invitesjson"),
         ("POST", "/other/acme/invites"),
     ],
 )

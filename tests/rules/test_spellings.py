@@ -163,11 +163,6 @@ async def test_upstream_receives_exactly_the_path_the_rules_saw(
     assert seen_by_rules == [path]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "policy gap (gateway/policy/patterns.py, not this suite's to fix): Rails, which the fronted "
-    "API is written in, routes 'POST /invites.json' to the create action via its optional "
-    "'(.:format)' segment, and Spring MVC's suffix matching does the same; literal pattern "
-    "segments do not yet ignore a format suffix"))
 @pytest.mark.parametrize("path", ["/api/default/invites.json",
                                   "/api/default/reports/r1/runs/run9/clone.json"])
 async def test_format_suffix_spelling_is_denied(

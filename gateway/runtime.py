@@ -94,6 +94,9 @@ class Gateway:
         await self.store.close()
 
     def _on_invalidation(self, message: Invalidation | None) -> None:
+        if message is not None and message.kind == "block":
+            self.authenticator.block(message.key, message.at)
+            return
         self.cache.invalidate(message)
         if message is not None:
             self.metrics.revocation_seen(message.at, self.clock())

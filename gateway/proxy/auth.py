@@ -7,6 +7,7 @@ address without touching the presented token's quota.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from gateway.policy.errors import TooManyRequests, Unauthenticated
 from gateway.policy.model import AuditEvent, Credential, Identity
 from gateway.proxy.cache import CredentialCache
 from gateway.proxy.lastused import LastUsed
-from gateway.store.base import Store
+from gateway.store.base import Invalidation, Store
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -31,6 +32,20 @@ BearerResolver = Callable[[str], Awaitable[Identity]]
 # until then without a store call (each replica learns it on its own).
 BLOCKED_MAX = 100_000
 AUDIT_EVERY = 60.0
+
+
+def client_key(address: str) -> str:
+    """The key failed attempts are counted under: the address, or its /64 for IPv6.
+
+    An IPv6 client usually controls a whole /64 and could otherwise rotate
+    addresses to escape the limit.
+    """
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.IPv6Network(address + "/64", strict=False))
+    except ValueError:
+        return address
 
 
 class Authenticator:
@@ -58,9 +73,10 @@ class Authenticator:
         self._blocked: dict[str, float] = {}
         self._audited: dict[str, float] = {}
 
-    async def __call__(self, authorization: str | None, client: str) -> Identity:
-        """Authenticate one request from ``client`` (its address)."""
+    async def __call__(self, authorization: str | None, address: str) -> Identity:
+        """Authenticate one request from ``address`` (the peer's IP)."""
         now = self.clock()
+        client = client_key(address)
         blocked_until = self._blocked.get(client)
         if blocked_until is not None:
             if blocked_until > now:
@@ -132,11 +148,20 @@ class Authenticator:
             "authfail:" + client, limits.limit, limits.window_seconds
         )
         if decision.remaining == 0 or not decision.allowed:
-            if len(self._blocked) >= BLOCKED_MAX:
-                self._blocked.clear()
-            self._blocked[client] = now + max(decision.reset, 0.001)
+            until = now + max(decision.reset, 0.001)
+            self.block(client, until)
+            # Tell every replica, so none answers this address's next guess
+            # with a verdict (a 200 for the right secret would be an oracle).
+            await self.store.publish(Invalidation("block", client, until))
         if not decision.allowed:
             raise self._throttled(decision.retry_after)
+
+    def block(self, client: str, until: float) -> None:
+        """Throttle ``client`` (an address key) until ``until`` without store calls."""
+        if len(self._blocked) >= BLOCKED_MAX:
+            self._blocked.clear()
+        if until > self._blocked.get(client, 0.0):
+            self._blocked[client] = until
 
     def _throttled(self, seconds: float) -> TooManyRequests:
         return TooManyRequests(

@@ -123,9 +123,12 @@ class Forwarder:
         extra: Sequence[tuple[str, str]],
     ) -> web.StreamResponse:
         listed = connection_tokens(upstream.headers.getall("Connection", []))
+        # The gateway's own headers (rate limit, request id) replace any the
+        # upstream set, so a client never reads the upstream's numbers first.
+        ours = {name.lower() for name, _ in extra}
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name, value in upstream.headers.items():
-            if not dropped_response_header(name, listed):
+            if name.lower() not in ours and not dropped_response_header(name, listed):
                 response.headers.add(name, value)
         response.headers.extend(extra)
         if "Content-Length" not in upstream.headers and request.method != "HEAD":

@@ -34,10 +34,6 @@ async def test_upstream_timeout_publishes_the_quota(make_gateway: MakeGateway) -
         assert r.status == 504 and r.headers["X-RateLimit-Remaining"] == "39"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in gateway/proxy/forward.py (_relay), not this suite's to fix: the upstream's own "
-    "X-RateLimit-*/RateLimit* headers are relayed and the gateway's are appended after them, "
-    "so clients reading the first value see the upstream's numbers"))
 async def test_gateway_headers_replace_the_upstreams(make_gateway: MakeGateway, aiohttp_server: Any) -> None:
     """When the fronted API publishes its own rate-limit headers, the client sees the gateway's, once each."""
     async def publishes_its_own(request: web.Request) -> web.Response:

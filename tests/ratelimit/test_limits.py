@@ -240,11 +240,6 @@ async def test_idle_keys_expire_and_memory_is_bounded_by_the_limit(
         await client.aclose()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "design gap in gateway/proxy/auth.py + store, not fixable there alone without an extra "
-    "round trip on success: a replica learns an address is blocked only from that address's "
-    "next failure on it, so its first answer to a blocked address still tells a right secret "
-    "(200) from a wrong one (429) - one extra verified guess per replica per window"))
 async def test_blocked_address_gets_no_oracle_from_another_replica(
     make_gateway: MakeGateway, upstream: RecordingUpstream
 ) -> None:

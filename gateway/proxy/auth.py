@@ -91,7 +91,11 @@ class Authenticator:
             return await self.bearer(creds.token)
         except Unauthenticated as exc:
             self.metrics.auth_failure(exc.reason)
-            await self._count_failure(client, now)
+            if authorization:
+                # Only a presented credential is a guess; a bare request (a
+                # browser before its challenge, a probe) must not get a
+                # whole NAT'd office throttled.
+                await self._count_failure(client, now)
             raise
 
     async def _basic(self, creds: BasicCredentials, now: float) -> Identity:

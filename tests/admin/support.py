@@ -129,7 +129,7 @@ class Gw:
 
     def last_seen_header(self, name: str) -> str | None:
         """A header of the last request the upstream received."""
-        headers = dict((k.lower(), v) for k, v in self.upstream.seen[-1].headers)
+        headers = {k.lower(): v for k, v in self.upstream.seen[-1].headers}
         return headers.get(name.lower())
 
 

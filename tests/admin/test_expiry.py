@@ -16,7 +16,8 @@ from tests.admin.support import Gw, direct_lifecycle
 def _lifetime_days(token: dict[str, Any]) -> float:
     created = dt.datetime.fromisoformat(token["created_at"])
     expires = dt.datetime.fromisoformat(token["expires_at"])
-    return (expires - created) / dt.timedelta(days=1)
+    # Both are shown truncated to milliseconds, so allow that much.
+    return round((expires - created) / dt.timedelta(days=1), 6)
 
 
 async def _expired_token(gw: Gw, token_type: TokenType, actor: str) -> dict[str, Any]:

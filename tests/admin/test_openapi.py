@@ -20,10 +20,12 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.core.result import Ok
 
 from gateway.admin.api import register_api
 from tests.conftest import ADMIN_KEY, GatewayProcess
 
+Case = schemathesis.Case[Any]
 DOC: dict[str, Any] = json.loads(
     resources.files("gateway.admin").joinpath("openapi.json").read_text())
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
@@ -138,6 +140,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_the_schema(
     gp, schema = fuzz_target
     seen: set[tuple[str, int]] = set()
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
         operation = result.ok()
         raw = DOC["paths"][operation.path][operation.method.lower()]
         runs: list[tuple[GenerationMode, dict[str, str] | None]] = [
@@ -154,9 +157,9 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_the_schema(
             @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
                       phases=[Phase.explicit, Phase.generate],
                       suppress_health_check=list(HealthCheck))
-            def call(case: schemathesis.Case) -> None:
+            def call(case: Case) -> None:
                 response = case.call_and_validate(headers=AUTH, checks=CHECKS, timeout=10)
-                seen.add((operation.label, response.status_code))
+                seen.add((case.operation.label, response.status_code))
 
             call()
     assert gp.proc.poll() is None, "the gateway died under the fuzzing"
@@ -184,7 +187,7 @@ def test_schemathesis_stateful_links_find_no_server_error(
                 client.flushall()
             _seed(gp)
 
-        def before_call(self, case: schemathesis.Case) -> None:
+        def before_call(self, case: Case) -> None:
             # Act as the operator, who may follow every link; the other tests vary the actor.
             if case.headers:
                 case.headers.pop("X-Tokengate-Actor", None)
@@ -192,15 +195,15 @@ def test_schemathesis_stateful_links_find_no_server_error(
             if case.operation.label == "POST /admin/api/tokens" and isinstance(case.body, dict):
                 case.body["name"] = "fuzzed token"
 
-        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+        def get_call_kwargs(self, case: Case) -> dict[str, Any]:
             return {"headers": AUTH, "timeout": 10}
 
-        def after_call(self, response: Any, case: schemathesis.Case) -> None:
+        def after_call(self, response: Any, case: Case) -> None:
             if case.operation.label == "DELETE /admin/api/tokens/{token}" \
                     and response.status_code == 200:
                 revoked.append(1)
 
-        def validate_response(self, response: Any, case: schemathesis.Case,
+        def validate_response(self, response: Any, case: Case,
                               additional_checks: Any = None, **kwargs: Any) -> None:
             case.validate_response(response, checks=CHECKS, headers=AUTH)
 

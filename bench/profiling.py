@@ -199,7 +199,7 @@ def _profile(bench: Bench, side: sides.Side, spy: str, authorization: str) -> di
                          time.monotonic())
         done = subprocess.run(
             pinned([spy, "record", "--pid", str(side.proc.pid), "--duration", str(seconds),
-                    "--rate", "250", "--nonblocking", "--format", "raw", "--output", str(out)],
+                    "--rate", "200", "--format", "raw", "--output", str(out)],
                    HELPER_CORE),
             check=False, capture_output=True, text=True, timeout=seconds + 60)
         wall = time.monotonic() - t0

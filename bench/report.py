@@ -50,6 +50,9 @@ def summarize(all_runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         "errors": sum(r["errors"] for r in all_runs),
         "rounds": len(runs),
         "noisy_rounds_left_out": len(all_runs) - len(runs),
+        # No undisturbed run at all: the medians are over disturbed runs.
+        "all_disturbed": bool(all_runs) and all(
+            r.get("other_cores", 0.0) >= NOISY_CORES for r in all_runs),
     }
 
 
@@ -85,10 +88,14 @@ def side_table(sides: Mapping[str, Mapping[str, Any]], conns: Sequence[int]) -> 
             if s is None:
                 row += f" | {'-':>9} {'-':>8} {'-':>8}"
             else:
-                row += f" | {s['rps']:>9,.0f} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f}"
+                star = "*" if s.get("all_disturbed") else " "
+                row += f" | {s['rps']:>8,.0f}{star} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f}"
         row += f" | {_num(side['redis_per_request'], '7.2f'):>7}"
         row += f" | {side['rss_bytes'] / 2**20:>7.1f}"
         lines.append(row)
+    if any(v.get("all_disturbed") for side in sides.values() for v in side["summary"].values()):
+        lines.append("* no undisturbed run in this cell: its medians are over disturbed runs "
+                     "(a lower bound)")
     return "\n".join(lines)
 
 

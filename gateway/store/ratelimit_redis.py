@@ -7,14 +7,17 @@ runs atomically. Redis errors propagate; the caller fails closed with 503.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio
 
 from gateway.policy.ratelimit import RateDecision, decision_from, window_micros
+from gateway.store.resp import RespConnection, RespError, pack
 
 _SCRIPT = (Path(__file__).parent / "lua" / "ratelimit.lua").read_text("utf-8")
+_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
 
 
 class RedisRateLimiter:
@@ -26,10 +29,16 @@ class RedisRateLimiter:
     one window after its newest entry.
     """
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = "tg:") -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, prefix: str = "tg:",
+        *, fast: RespConnection | None = None,
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._script = client.register_script(_SCRIPT)
+        # The hot path: a lean pipelined connection instead of redis-py
+        # (see gateway/store/resp.py for why); None uses redis-py.
+        self._fast = fast
 
     def redis_key(self, key: str) -> str:
         """The Redis key holding the window for ``key``."""
@@ -54,7 +63,20 @@ class RedisRateLimiter:
             raise ValueError(f"rate limit must be at least 1, got {limit!r}")
         window_us = window_micros(window_seconds)
         args: list[Any] = [limit, window_us, mode, "" if now_us is None else now_us]
-        allowed, count, reset_us = await self._script(keys=[self.redis_key(key)], args=args)
+        if self._fast is not None:
+            allowed, count, reset_us = await self._run_fast(self.redis_key(key), args)
+        else:
+            allowed, count, reset_us = await self._script(keys=[self.redis_key(key)], args=args)
         return decision_from(
             allowed=bool(allowed), limit=limit, count=int(count), reset_us=int(reset_us)
         )
+
+    async def _run_fast(self, redis_key: str, args: list[Any]) -> Any:
+        assert self._fast is not None
+        try:
+            return await self._fast.call(pack("EVALSHA", _SHA, 1, redis_key, *args))
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            # First call on this server (or after SCRIPT FLUSH): send it whole.
+            return await self._fast.call(pack("EVAL", _SCRIPT, 1, redis_key, *args))

@@ -51,6 +51,7 @@ from gateway.store.base import (
     StoreError,
 )
 from gateway.store.ratelimit_redis import RedisRateLimiter
+from gateway.store.resp import RespConnection, RespError
 
 log = logging.getLogger("tokengate.store")
 P = ParamSpec("P")
@@ -68,7 +69,7 @@ def _wrap_errors(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Corouti
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await fn(*args, **kwargs)
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, RespError) as exc:
             raise StoreError(f"redis: {type(exc).__name__}") from exc
 
     return wrapper
@@ -130,7 +131,8 @@ class RedisStore:
             socket_connect_timeout=timeout,
             health_check_interval=30,
         )
-        self._limiter = RedisRateLimiter(self.client, prefix)
+        self._fast = RespConnection(url, timeout=timeout)
+        self._limiter = RedisRateLimiter(self.client, prefix, fast=self._fast)
         self._scripts = {
             name: self.client.register_script(_lua(name))
             for name in ("credential", "create_token", "revoke_token", "revoke_all",
@@ -164,6 +166,7 @@ class RedisStore:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
             self._listener = None
+        await self._fast.close()
         await self.client.aclose()
 
     # users

@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 from gateway.policy.ratelimit import RateDecision, decide, peek
 from gateway.store.ratelimit_memory import MemoryRateLimiter
 from gateway.store.ratelimit_redis import RedisRateLimiter
+from gateway.store.resp import RespConnection
 from tests.conftest import FakeClock, free_port
 
 S = 1_000_000
@@ -32,6 +33,14 @@ async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
     c = redis.asyncio.Redis.from_url(redis_url)
     yield c
     await c.aclose()
+
+
+@pytest.fixture
+async def fast(redis_url: str) -> AsyncIterator[RespConnection]:
+    """The lean pipelined connection the store uses for the hot-path call."""
+    conn = RespConnection(redis_url)
+    yield conn
+    await conn.close()
 
 
 @dataclass(frozen=True)
@@ -87,11 +96,12 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 )
 @given(scenario=scenarios())
 async def test_redis_memory_and_reference_agree(
-    scenario: Scenario, client: redis.asyncio.Redis
+    scenario: Scenario, client: redis.asyncio.Redis, fast: RespConnection
 ) -> None:
     """Any request sequence gets identical decisions from the pure function, Redis and memory."""
     example = next(_examples)
     on_redis = RedisRateLimiter(client, prefix=f"test{example}:")
+    on_fast = RedisRateLimiter(client, prefix=f"fast{example}:", fast=fast)
     clock = FakeClock()
     in_memory = MemoryRateLimiter(clock)
     logs: dict[int, list[int]] = {}
@@ -108,12 +118,15 @@ async def test_redis_memory_and_reference_agree(
         if op.record:
             expected, logs[op.key] = decide(log, now, limit, window_us)
             got_redis = await on_redis.hit(key, limit, window_s, now_us=now)
+            got_fast = await on_fast.hit(key, limit, window_s, now_us=now)
             got_memory = await in_memory.hit(key, limit, window_s)
         else:
             expected = peek(log, now, limit, window_us)
             got_redis = await on_redis.peek(key, limit, window_s, now_us=now)
+            got_fast = await on_fast.peek(key, limit, window_s, now_us=now)
             got_memory = await in_memory.peek(key, limit, window_s)
         assert got_redis == expected, op
+        assert got_fast == expected, op
         assert got_memory == expected, op
 
 

@@ -1,0 +1,172 @@
+"""A lean, pipelined Redis connection for the one call on the hot path.
+
+Profiling showed redis-py spending ~40 µs of CPU per ``EVALSHA`` (command
+packing, pool acquire/release, retry wrappers, response handling) against
+~5 µs in Redis itself. This connection does only what the rate-limit call
+needs: commands are packed by hand and written as they come (writes issued in
+the same event-loop turn leave in one syscall), replies are parsed by hiredis
+and handed back in order. Everything else in the store keeps using redis-py.
+
+Any failure (refused, reset, timeout, protocol error) fails every pending
+call with :class:`RespError` and drops the connection; the next call
+reconnects. A timed-out call cannot be matched with its late reply, which is
+why a timeout drops the connection too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+import hiredis
+from redis.connection import parse_url
+
+
+class RespError(Exception):
+    """The connection failed, timed out or Redis answered with an error."""
+
+
+def pack(*args: bytes | str | int) -> bytes:
+    """One command in RESP (an array of bulk strings)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif isinstance(arg, int):
+            arg = b"%d" % arg
+        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, owner: RespConnection) -> None:
+        self.owner = owner
+        self.reader = hiredis.Reader()
+        self.transport: Any = None  # uvloop's transports are not asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        pending = self.owner._pending
+        reader.feed(data)
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError as exc:
+                self.owner._fail(RespError(f"protocol error: {exc}"))
+                return
+            if reply is False:
+                return
+            if not pending:
+                self.owner._fail(RespError("unexpected reply"))
+                return
+            future = pending.popleft()
+            if not future.done():
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner._fail(RespError(f"connection lost: {type(exc).__name__ if exc else 'closed'}"))
+
+
+class RespConnection:
+    """One connection, many in-flight commands, replies in order."""
+
+    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+        params = parse_url(url)
+        self._url_scheme = urlsplit(url).scheme
+        self._host = params.get("host", "127.0.0.1")
+        self._port = int(params.get("port", 6379))
+        self._path = params.get("path")
+        self._db = int(params.get("db", 0) or 0)
+        self._username = params.get("username")
+        self._password = params.get("password")
+        self._timeout = timeout
+        self._protocol: _Protocol | None = None
+        self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._connecting: asyncio.Lock | None = None
+        self._buffer: list[bytes] = []
+        self._flush_scheduled = False
+
+    async def _connect(self) -> _Protocol:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._protocol is not None:
+                return self._protocol
+            loop = asyncio.get_running_loop()
+            try:
+                if self._path:
+                    _, proto = await asyncio.wait_for(loop.create_unix_connection(
+                        lambda: _Protocol(self), self._path), self._timeout)
+                else:
+                    tls = ssl.create_default_context() if self._url_scheme == "rediss" else None
+                    _, proto = await asyncio.wait_for(loop.create_connection(
+                        lambda: _Protocol(self), self._host, self._port, ssl=tls), self._timeout)
+            except (OSError, asyncio.TimeoutError) as exc:
+                raise RespError(f"cannot connect: {type(exc).__name__}") from exc
+            self._protocol = proto
+            setup = []
+            if self._password:
+                setup.append(pack("AUTH", *([self._username] if self._username else []),
+                                  self._password))
+            if self._db:
+                setup.append(pack("SELECT", self._db))
+            for command in setup:
+                reply = await self._send(proto, command)
+                if isinstance(reply, hiredis.ReplyError):
+                    self._fail(RespError(f"redis refused the connection set-up: {reply}"))
+                    raise RespError("redis refused the connection set-up")
+            return proto
+
+    def _fail(self, exc: RespError) -> None:
+        """Fail every pending call and forget the connection."""
+        proto, self._protocol = self._protocol, None
+        self._buffer.clear()
+        while self._pending:
+            future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(exc)
+        if proto is not None and proto.transport is not None:
+            proto.transport.abort()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        proto = self._protocol
+        if proto is not None and proto.transport is not None and self._buffer:
+            proto.transport.write(b"".join(self._buffer))
+        self._buffer.clear()
+
+    async def _send(self, proto: _Protocol, command: bytes) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(future)
+        self._buffer.append(command)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        timer = loop.call_later(self._timeout, self._timed_out, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    def _timed_out(self, future: asyncio.Future[Any]) -> None:
+        if not future.done():
+            self._fail(RespError("timed out"))
+
+    async def call(self, command: bytes) -> Any:
+        """Send one packed command; its reply (a ReplyError is raised as RespError)."""
+        proto = self._protocol or await self._connect()
+        reply = await self._send(proto, command)
+        if isinstance(reply, hiredis.ReplyError):
+            raise RespError(str(reply))
+        return reply
+
+    async def close(self) -> None:
+        """Close the connection (pending calls fail)."""
+        self._fail(RespError("closed"))

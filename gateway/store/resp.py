@@ -77,7 +77,7 @@ class RespConnection:
     """One connection, many in-flight commands, replies in order."""
 
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
-        params = parse_url(url)
+        params = parse_url(url)  # type: ignore[no-untyped-call]
         self._url_scheme = urlsplit(url).scheme
         self._host = params.get("host", "127.0.0.1")
         self._port = int(params.get("port", 6379))
@@ -107,7 +107,7 @@ class RespConnection:
                     tls = ssl.create_default_context() if self._url_scheme == "rediss" else None
                     _, proto = await asyncio.wait_for(loop.create_connection(
                         lambda: _Protocol(self), self._host, self._port, ssl=tls), self._timeout)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 raise RespError(f"cannot connect: {type(exc).__name__}") from exc
             self._protocol = proto
             setup = []

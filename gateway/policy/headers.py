@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from gateway.policy.model import Identity
 
@@ -71,7 +71,7 @@ def request_id(presented: str | None) -> str:
     """Keep a well-formed client request id, else make one."""
     if presented and REQUEST_ID.fullmatch(presented):
         return presented
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def identity_headers(identity: Identity) -> list[tuple[str, str]]:

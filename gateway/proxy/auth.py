@@ -32,6 +32,7 @@ BearerResolver = Callable[[str], Awaitable[Identity]]
 # until then without a store call (each replica learns it on its own).
 BLOCKED_MAX = 100_000
 AUDIT_EVERY = 60.0
+VERIFIED_MAX = 100_000
 
 
 def client_key(address: str) -> str:
@@ -72,6 +73,7 @@ class Authenticator:
         self.bearer: BearerResolver | None = None
         self._blocked: dict[str, float] = {}
         self._audited: dict[str, float] = {}
+        self._verified: dict[str, tuple[str, int]] = {}
 
     async def __call__(self, authorization: str | None, address: str) -> Identity:
         """Authenticate one request from ``address`` (the peer's IP)."""
@@ -83,9 +85,14 @@ class Authenticator:
                 raise self._throttled(blocked_until - now)
             del self._blocked[client]
         try:
+            verified = self._verified.get(authorization) if authorization else None
+            if verified is not None and verified[1] == self.cache.generation:
+                credential = self.cache.get(verified[0])
+                if credential is not None:
+                    return await self._checked(credential, True, now)
             creds = parse_authorization(authorization)
             if isinstance(creds, BasicCredentials):
-                return await self._basic(creds, now)
+                return await self._basic(creds, authorization or "", now)
             if self.bearer is None:
                 raise Unauthenticated("invalid credentials", reason="unknown")
             return await self.bearer(creds.token)
@@ -98,7 +105,7 @@ class Authenticator:
                 await self._count_failure(client, now)
             raise
 
-    async def _basic(self, creds: BasicCredentials, now: float) -> Identity:
+    async def _basic(self, creds: BasicCredentials, header: str, now: float) -> Identity:
         generation = self.cache.generation
         credential = self.cache.get(creds.token)
         if credential is None:
@@ -108,15 +115,28 @@ class Authenticator:
         ok = credential is not None and self.keys.verify_secret(
             creds.secret, credential.record.secret_hash
         )
+        identity = await self._checked(credential, ok, now)
+        if len(self._verified) >= VERIFIED_MAX:
+            self._verified.clear()
+        # Remember that this exact header verified, for as long as the cached
+        # credential stays valid: repeat requests skip decoding, checksums and
+        # the HMAC. Any invalidation bumps the generation and forgets it.
+        self._verified[header] = (creds.token, generation)
+        return identity
+
+    async def _checked(self, credential: Credential | None, ok: bool, now: float) -> Identity:
         try:
-            identity = authenticate(
-                credential, secret_ok=ok, now=now,
-                personal_cutoff=self.settings.personal_tokens.cutoff,
-            )
+            return self._identity(credential, ok, now)
         except Unauthenticated as exc:
             if credential is not None and exc.reason in ("revoked", "expired"):
                 await self._audit_presented(credential, exc.reason, now)
             raise
+
+    def _identity(self, credential: Credential | None, ok: bool, now: float) -> Identity:
+        identity = authenticate(
+            credential, secret_ok=ok, now=now,
+            personal_cutoff=self.settings.personal_tokens.cutoff,
+        )
         self.last_used.mark(identity.token, now)
         return identity
 

@@ -46,8 +46,8 @@ def machine_info() -> dict[str, Any]:
             done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=10)
         except OSError:
             return "n/a"
-        return (done.stdout + done.stderr).strip().splitlines()[0] if (done.stdout
-                                                                       + done.stderr) else "n/a"
+        text = (done.stdout + done.stderr).strip()
+        return text.splitlines()[0] if text else "n/a"
 
     import aiohttp
 

@@ -100,8 +100,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 async def add_user(request: web.Request) -> web.Response:
     """POST /users."""
-    body = await read_body(request, NewUser)
     actor = await _actor(request)
+    body = await read_body(request, NewUser)
     user = await _lifecycle(request).add_user(actor, body.username, Role(body.role), body.workspace)
     return _json(user.to_json(), 201)
 
@@ -137,16 +137,16 @@ async def get_settings(request: web.Request) -> web.Response:
 
 async def put_member_tokens(request: web.Request) -> web.Response:
     """PUT /settings/member-tokens."""
-    body = await read_body(request, MemberTokens)
     actor = await _actor(request)
+    body = await read_body(request, MemberTokens)
     settings = await _lifecycle(request).set_member_tokens(actor, body.enabled, body.workspace)
     return _json(settings.to_json())
 
 
 async def put_token_expiry(request: web.Request) -> web.Response:
     """PUT /settings/token-expiry."""
-    body = await read_body(request, TokenExpiry)
     actor = await _actor(request)
+    body = await read_body(request, TokenExpiry)
     settings = await _lifecycle(request).set_expiry(
         actor, body.default_expiry_days, body.max_expiry_days, body.workspace)
     return _json(settings.to_json())
@@ -154,8 +154,8 @@ async def put_token_expiry(request: web.Request) -> web.Response:
 
 async def create_token(request: web.Request) -> web.Response:
     """POST /tokens: the only response that ever contains the secret."""
-    body = await read_body(request, NewToken)
     actor = await _actor(request)
+    body = await read_body(request, NewToken)
     lc = _lifecycle(request)
     new = await lc.create_token(
         actor, TokenType(body.type), body.name,
@@ -190,8 +190,8 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 async def revoke_all(request: web.Request) -> web.Response:
     """POST /tokens/revoke-all."""
-    body = await read_body(request, RevokeAll) if request.can_read_body else RevokeAll()
     actor = await _actor(request)
+    body = await read_body(request, RevokeAll) if request.can_read_body else RevokeAll()
     count = await _lifecycle(request).revoke_all(
         actor, TokenType(body.type) if body.type else None, body.workspace)
     return _json({"revoked": count})

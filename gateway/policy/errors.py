@@ -90,11 +90,21 @@ class Conflict(Problem):
 
 
 class Unprocessable(Problem):
-    """422: well-formed JSON whose fields are wrong; detail names the field."""
+    """422: well-formed JSON whose fields are wrong; detail names the field.
+
+    The detail starts with ``field: ``; that name is also given as the
+    ``field`` member so clients need not parse the text.
+    """
 
     status = 422
     type_slug = "invalid-field"
     title = "Invalid field"
+
+    def __init__(self, detail: str, **kw: Any) -> None:
+        super().__init__(detail, **kw)
+        field, sep, _ = detail.partition(": ")
+        if sep and "field" not in self.extra and " " not in field:
+            self.extra["field"] = field
 
 
 class TooManyRequests(Problem):

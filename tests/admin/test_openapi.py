@@ -51,7 +51,7 @@ def _resolve(node: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_document_is_valid_openapi_3_1() -> None:
     """The document validates against the OpenAPI 3.1 specification."""
-    validator = pytest.importorskip("openapi_spec_validator")
+    import openapi_spec_validator as validator
     assert DOC["openapi"].startswith("3.1.")
     validator.validate(DOC)
 

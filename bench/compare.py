@@ -170,7 +170,7 @@ def format_report(result: dict[str, Any]) -> str:
                        "'script' = called inside a Lua script, not sent by tokengate):")]
         for cmd, v in sorted(s["C"]["redis_commands_per_request"].items(),
                              key=lambda kv: -kv[1]["per_request"]):
-            rate = f"{v['per_request']:8.4f}" if v["per_request"] >= 0.0001 else "  <0.0001"
+            rate = f"{v['per_request']:8.4f}" if v["per_request"] >= 0.0001 else f"{'<0.0001':>8}"
             lines.append(f"  {cmd:<20} {rate}  {v['issued_by']}")
         if not s["C"]["redis_commands_per_request"]:
             lines.append("  (none)")

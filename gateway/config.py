@@ -184,7 +184,7 @@ class LogSection(_Section):
 
 
 class CacheSection(_Section):
-    ttl_seconds: float = Field(default=30, ge=0, le=3600)
+    ttl_seconds: float = Field(default=300, ge=0, le=3600)
     max_entries: int = Field(default=100_000, ge=0, le=10_000_000)
 
 

@@ -100,6 +100,9 @@ def main() -> None:
     try:
         import uvloop
     except ImportError:
+        import sys
+
+        print("bare_proxy: uvloop is not installed: running on asyncio's loop", file=sys.stderr)
         loop_factory = None
     else:
         loop_factory = uvloop.new_event_loop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis_usage
@@ -36,19 +37,31 @@ def compare(bench: Bench) -> dict[str, Any]:
     script = one_header_script(bench.workdir / "auth.lua", authorization)
 
     started: list[sides.Side] = []
-    for key in ("A", "B", "C"):
-        if key not in wanted:
-            continue
-        if key == "A":
-            started.append(sides.start_bare(bench.procs, bench.upstream_port))
-        elif key == "B":
-            started.append(sides.start_nginx(bench.procs, bench.workdir, bench.upstream_port,
-                                             token, secret, args.nginx_hash))
-        else:
-            started.append(sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port))
+    try:
+        for key in ("A", "B", "C"):
+            if key not in wanted:
+                continue
+            if key == "A":
+                started.append(sides.start_bare(bench.procs, bench.upstream_port))
+            elif key == "B":
+                started.append(sides.start_nginx(bench.procs, bench.workdir, bench.upstream_port,
+                                                 token, secret, args.nginx_hash))
+            else:
+                started.append(sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port))
+        result = _measure(bench, started, script, authorization, skipped)
+    finally:
+        for side in started:
+            bench.procs.stop(side.proc)
+    print(format_report(result))
+    return result
+
+
+def _measure(bench: Bench, started: list[sides.Side], script: Path, authorization: str,
+             skipped: dict[str, str]) -> dict[str, Any]:
+    """Check each side, drive them in turns, sample C's Redis traffic, summarize."""
+    args = bench.args
     for side in started:
         check_side(side, authorization, checks_auth=side.key != "A")
-
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in started}
     bench.say(f"bench: {args.rounds} rounds x {len(args.conns)} connection counts x "
               f"{len(started)} sides, {args.duration}s each after a {args.warmup}s warm-up")
@@ -59,15 +72,13 @@ def compare(bench: Bench) -> dict[str, Any]:
                 runs[side.key].setdefault(str(conns), []).append(run)
                 bench.say(progress_line(rnd, args.rounds, side, run))
 
-    shares: dict[str, Any] = {}
+    sample: dict[str, Any] = {}
     c_side = next((s for s in started if s.key == "C"), None)
     if c_side is not None:
         bench.say("bench: sampling tokengate's Redis traffic with MONITOR (not timed)")
-        shares = redis_usage.monitor_sample(bench, c_side, script)
-
-    result = summarize(bench, started, runs, shares, skipped)
-    print(format_report(result))
-    return result
+        sample = redis_usage.monitor_sample(bench, c_side, script)
+    # RSS is read inside summarize, while the sides still run.
+    return summarize(bench, started, runs, sample, skipped)
 
 
 # --- the comparison ----------------------------------------------------------------------
@@ -83,7 +94,7 @@ def summarize(bench: Bench, started: list[sides.Side],
         # Per *forwarded* request (counted at the upstream), so the requests wrk cut
         # off at the end of a run do not inflate it.
         all_runs = [r for rs in per_conn.values() for r in rs]
-        top, breakdown = redis_usage.per_request(
+        sent, unclassified, breakdown = redis_usage.per_request(
             (r["redis"] for r in all_runs), sum(r["forwarded"] for r in all_runs), sample)
         rss, parts = tree_rss(side.proc.pid)
         out["sides"][side.key] = {
@@ -94,7 +105,10 @@ def summarize(bench: Bench, started: list[sides.Side],
                              for c, rs in per_conn.items()},
             "side_cores": {c: report.median([r["side_cores"] for r in report.clean(rs)])
                            for c, rs in per_conn.items()},
-            "redis_per_request": top,
+            # Counted as sent: the commands sent, plus those the sample could not classify.
+            "redis_per_request": sent + unclassified,
+            "redis_sent_per_request": sent,
+            "redis_unclassified_per_request": unclassified,
             "redis_commands_per_request": breakdown,
             "rss_bytes": rss,
             "rss_parts": [{"pid": p, "comm": c, "rss_bytes": r} for p, c, r in parts],
@@ -167,7 +181,8 @@ def format_report(result: dict[str, Any]) -> str:
     lines += ["", report.target_lines(result["checks"])]
     if "C" in s:
         lines += ["", ("Redis commands per request during C's timed runs (INFO commandstats; "
-                       "'script' = called inside a Lua script, not sent by tokengate):")]
+                       "'script' = called inside a Lua script, not sent; 'unclassified' = not seen in "
+                       "the MONITOR sample, counted as sent):")]
         for cmd, v in sorted(s["C"]["redis_commands_per_request"].items(),
                              key=lambda kv: -kv[1]["per_request"]):
             rate = f"{v['per_request']:8.4f}" if v["per_request"] >= 0.0001 else f"{'<0.0001':>8}"

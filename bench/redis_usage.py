@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _MONITOR_LINE = re.compile(r'^\+?[\d.]+ \[\d+ ([^\]]+)\] "([^"]+)"')
 
 
-def monitor_sample(bench: Bench, side: sides.Side, script: Path, seconds: int = 2
+def monitor_sample(bench: Bench, side: sides.Side, script: Path, seconds: int = 4
                    ) -> dict[str, Any]:
     """Count the commands Redis sees during a short untimed run, by who issued them.
 
@@ -69,25 +69,41 @@ def monitor_sample(bench: Bench, side: sides.Side, script: Path, seconds: int = 
     return {"requests": result.requests, "commands": counts}
 
 
-def top_level_share(sample: Mapping[str, Any], command: str) -> float:
-    """The fraction of ``command``'s calls that clients sent (1.0 when never sampled)."""
+# Commands Redis refuses inside a script: always sent by a client, sampled or not.
+CLIENT_ONLY = frozenset({
+    "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script|load",
+    "script|exists", "hello", "auth", "select", "multi", "exec", "discard", "watch",
+    "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe",
+    "client|setinfo", "client|setname", "info", "monitor",
+})
+
+
+def issuer(sample: Mapping[str, Any], command: str) -> str:
+    """Who issued ``command`` in the MONITOR sample: client, script, or unclassified."""
+    if command in CLIENT_ONLY:
+        return "client"
     per: dict[str, int] | None = sample.get("commands", {}).get(command)
     if not per or not (per["client"] + per["script"]):
-        return 1.0
-    return per["client"] / (per["client"] + per["script"])
+        return "unclassified"
+    return "client" if per["client"] >= per["script"] else "script"
 
 
-def per_request(deltas: Iterable[Mapping[str, int]], forwarded: int,
-                sample: Mapping[str, Any]) -> tuple[float, dict[str, dict[str, Any]]]:
-    """Top-level commands per forwarded request, and every command's rate and issuer."""
+def per_request(deltas: Iterable[Mapping[str, int]], forwarded: int, sample: Mapping[str, Any]
+                ) -> tuple[float, float, dict[str, dict[str, Any]]]:
+    """Per forwarded request: commands sent, commands not classified, and every command.
+
+    A command the MONITOR sample never saw (a periodic flush that fell outside it)
+    is "unclassified": it may be sent or run inside a script, so it is reported
+    apart, and the checks count it as sent (the conservative reading).
+    """
     totals: dict[str, int] = {}
     for delta in deltas:
         for cmd, n in delta.items():
             totals[cmd] = totals.get(cmd, 0) + n
     rates = {cmd: n / forwarded for cmd, n in totals.items()} if forwarded else {}
-    top = sum((v * top_level_share(sample, cmd) for cmd, v in rates.items()), 0.0)
-    breakdown = {
-        cmd: {"per_request": round(v, 4),
-              "issued_by": "script" if top_level_share(sample, cmd) < 0.5 else "client"}
-        for cmd, v in sorted(rates.items(), key=lambda kv: -kv[1])}
-    return top, breakdown
+    by = {cmd: issuer(sample, cmd) for cmd in rates}
+    sent = sum((v for cmd, v in rates.items() if by[cmd] == "client"), 0.0)
+    unclassified = sum((v for cmd, v in rates.items() if by[cmd] == "unclassified"), 0.0)
+    breakdown = {cmd: {"per_request": round(v, 4), "issued_by": by[cmd]}
+                 for cmd, v in sorted(rates.items(), key=lambda kv: -kv[1])}
+    return sent, unclassified, breakdown

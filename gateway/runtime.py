@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.assertion import AssertionSigner
 from gateway.config import Settings, compiled_policy
 from gateway.keys import Keys
 from gateway.lifecycle import Lifecycle
@@ -69,6 +70,9 @@ class Gateway:
             connect_timeout=settings.upstream.connect_timeout_seconds,
             max_connections=settings.upstream.max_connections,
             metrics=self.metrics,
+        )
+        self.signer = AssertionSigner(
+            keys.signing, ttl_seconds=settings.proxy.assertion_ttl_seconds
         )
         self.public_routes: list[PublicRoute] = []
         self.draining = False

@@ -87,6 +87,13 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
+async def jwks(request: web.Request) -> web.Response:
+    """The public key that verifies X-Tokengate-Assertion JWTs."""
+    response = web.json_response(request.app[GATEWAY].signer.jwks())
+    response.headers["Cache-Control"] = "max-age=300"
+    return response
+
+
 def build_admin_app(gw: Gateway) -> web.Application:
     """The admin listener's application."""
     app = web.Application(middlewares=[admin_errors, admin_key], client_max_size=256 * 1024)
@@ -94,6 +101,7 @@ def build_admin_app(gw: Gateway) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/.well-known/jwks.json", jwks)
     register_api(app)
     register_trusted_admin(app)
     return app

@@ -216,6 +216,8 @@ async def forward_handler(request: web.Request) -> web.StreamResponse:
         ("X-Request-Id", request[REQUEST_ID]),
         *identity_headers(identity),
     ]
+    if gw.settings.proxy.assertion:
+        added.append(("X-Tokengate-Assertion", gw.signer.assertion(identity, gw.clock())))
     response_headers = [
         *request.get(RATE_LIMIT_HEADERS, ()),
         ("X-Request-Id", request[REQUEST_ID]),

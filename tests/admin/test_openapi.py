@@ -212,7 +212,7 @@ def test_schemathesis_stateful_links_find_no_server_error(
             case.validate_response(response, checks=CHECKS, headers=AUTH)
 
     # Derandomized: the same scenarios every run, so the coverage assertion below is stable.
-    Machine.run(settings=settings(max_examples=100, stateful_step_count=8, deadline=None,
+    Machine.run(settings=settings(max_examples=150, stateful_step_count=8, deadline=None,
                                   database=None, derandomize=True, phases=[Phase.generate],
                                   suppress_health_check=list(HealthCheck)))
     assert gp.proc.poll() is None

@@ -80,7 +80,6 @@ class ListenSection(_Section):
 class ProxySection(ListenSection):
     listen: str = "0.0.0.0:8080"
     max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)
-    trust_forwarded: bool = False
     assertion: bool = False
     assertion_ttl_seconds: int = Field(default=60, ge=10, le=3600)
 

@@ -16,7 +16,7 @@ from typing import Any
 from gateway.config import Settings
 from gateway.keys import Keys
 from gateway.policy import credentials
-from gateway.policy.errors import Conflict, NotFound, Unprocessable
+from gateway.policy.errors import Conflict, Forbidden, NotFound, Unprocessable
 from gateway.policy.model import (
     AuditEvent,
     Role,
@@ -81,8 +81,6 @@ class Lifecycle:
         """The operator (no name) or an existing user; 403 for an unknown actor."""
         if name is None:
             return Actor.operator()
-        from gateway.policy.errors import Forbidden
-
         if not USERNAME.fullmatch(name):
             raise Forbidden("unknown actor")
         user = await self.store.get_user(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 
@@ -67,11 +68,24 @@ def dropped_response_header(name: str, listed: frozenset[str]) -> bool:
     return lower in HOP_BY_HOP or lower in listed
 
 
+_ID_PREFIX = os.urandom(8).hex()  # per process; the counter makes each id unique
+_ID_COUNTER = itertools.count()
+
+
+def _new_id_prefix() -> None:
+    # A forked worker must not repeat its parent's (or a sibling's) ids.
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX, _ID_COUNTER = os.urandom(8).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
+
+
 def request_id(presented: str | None) -> str:
-    """Keep a well-formed client request id, else make one."""
+    """Keep a well-formed client request id, else make one (unique per process and run)."""
     if presented and REQUEST_ID.fullmatch(presented):
         return presented
-    return os.urandom(16).hex()
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def identity_headers(identity: Identity) -> list[tuple[str, str]]:

@@ -20,6 +20,7 @@ The rule, for a key with at most ``limit`` requests per ``window_us``:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,6 +150,7 @@ def rate_limit_headers(
     return headers
 
 
+@functools.lru_cache(maxsize=256)  # policy names are a handful of configured classes
 def _sf_string(value: str) -> str:
     """``value`` as an RFC 8941 sf-string; characters it cannot carry become ``_``."""
     printable = "".join(c if " " <= c <= "~" else "_" for c in value)

@@ -68,3 +68,19 @@ def test_identity_headers() -> None:
         "X-Tokengate-Token-Type": "member", "X-Tokengate-Token": "tgm_abc",
         "X-Tokengate-Workspace": "acme",
     }
+
+
+def test_generated_request_ids_differ_across_forked_workers() -> None:
+    """Forked workers never hand out the same request id."""
+    import os
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child writes its first id and exits
+        os.write(write, request_id(None).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child_id != request_id(None) and len(child_id) == 32

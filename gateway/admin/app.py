@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+from importlib import resources
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.admin.api import register_api
 from gateway.metrics import exposition
-from gateway.policy.errors import Problem, StoreUnavailable, Unauthenticated
+from gateway.policy.errors import NotFound, Problem, StoreUnavailable, Unauthenticated
 from gateway.proxy.app import GATEWAY
 from gateway.proxy.problems import http_problem, problem_response
 from gateway.runtime import Gateway
@@ -87,6 +88,34 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
+PAGE_FILES = {
+    "index.html": "text/html",
+    "admin.js": "text/javascript",
+    "admin.css": "text/css",
+}
+# The page talks only to this origin's API and runs no inline code.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+async def page(request: web.Request) -> web.Response:
+    """The admin web page (a thin client of /admin/api) and its two static files."""
+    name = request.match_info.get("file", "index.html")
+    content_type = PAGE_FILES.get(name)
+    if content_type is None:
+        raise NotFound("no such file")
+    body = resources.files("gateway.admin").joinpath("static", name).read_bytes()
+    response = web.Response(body=body, headers=PAGE_HEADERS)
+    response.content_type = content_type
+    response.charset = "utf-8"
+    return response
+
+
 async def jwks(request: web.Request) -> web.Response:
     """The public key that verifies X-Tokengate-Assertion JWTs."""
     response = web.json_response(request.app[GATEWAY].signer.jwks())
@@ -102,6 +131,8 @@ def build_admin_app(gw: Gateway) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/.well-known/jwks.json", jwks)
+    app.router.add_get("/admin/", page)
+    app.router.add_get("/admin/static/{file}", page)
     register_api(app)
     register_trusted_admin(app)
     return app

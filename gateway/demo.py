@@ -86,7 +86,7 @@ async def _demo(listen: str, admin_listen: str) -> int:
 tokengate demo is running (memory store, echo upstream on 127.0.0.1:{upstream_port}).
 
   proxy:  http://{host}:{port}
-  admin:  http://{ahost}:{aport}   (admin key: {admin_key})
+  admin:  http://{ahost}:{aport}/admin/   (admin key: {admin_key})
   token:  {new.record.token}
   secret: {new.secret}
 

@@ -75,6 +75,10 @@ class Gateway:
             keys.signing, ttl_seconds=settings.proxy.assertion_ttl_seconds
         )
         self.public_routes: list[PublicRoute] = []
+        # Caches that invalidation messages must reach (the credential cache,
+        # and those features add).
+        self.invalidation_listeners: list[Callable[[Invalidation | None], None]] = [
+            self.cache.invalidate]
         self.draining = False
         self._install_extensions()
 
@@ -101,7 +105,8 @@ class Gateway:
         if message is not None and message.kind == "block":
             self.authenticator.block(message.key, message.at)
             return
-        self.cache.invalidate(message)
+        for listener in self.invalidation_listeners:
+            listener(message)
         if message is not None:
             self.metrics.revocation_seen(message.at, self.clock())
 

@@ -11,28 +11,44 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from gateway.policy.model import Credential
 from gateway.store.base import Invalidation
 
+V = TypeVar("V")
 
-class CredentialCache:
-    """A bounded LRU of credentials with a short TTL."""
+
+def _credential_owner(credential: Credential) -> str:
+    return credential.record.owner
+
+
+class PushCache(Generic[V]):
+    """A bounded LRU with a TTL, emptied by the store's invalidation messages.
+
+    ``kind`` is the message kind that names one of its keys (``token`` for
+    API tokens, ``bearer`` for trusted-auth bearer hashes); ``user`` messages
+    evict every entry ``owner_of`` attributes to that user; ``all`` and a lost
+    channel empty it. Other kinds are for other caches.
+    """
 
     def __init__(
-        self, *, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+        self, *, ttl: float, max_entries: int, kind: str, owner_of: Callable[[V], str],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
+        self.kind = kind
+        self._owner_of = owner_of
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, Credential]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
         self.generation = 0  # bumped by every invalidation; guards racing fills
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, token: str) -> Credential | None:
-        """The cached credential, or None on a miss or after its TTL."""
+    def get(self, token: str) -> V | None:
+        """The cached value, or None on a miss or after its TTL."""
         entry = self._entries.get(token)
         if entry is None:
             return None
@@ -42,8 +58,8 @@ class CredentialCache:
         self._entries.move_to_end(token)
         return entry[1]
 
-    def put(self, token: str, credential: Credential, *, generation: int) -> None:
-        """Cache a credential loaded when the cache was at ``generation``.
+    def put(self, token: str, credential: V, *, generation: int) -> None:
+        """Cache a value loaded when the cache was at ``generation``.
 
         If an invalidation arrived while the load was in flight, the loaded
         copy may predate it, so it is not cached.
@@ -57,13 +73,24 @@ class CredentialCache:
 
     def invalidate(self, message: Invalidation | None) -> None:
         """Evict what a message names; everything for ``all`` or a lost channel."""
-        self.generation += 1
         if message is None or message.kind == "all":
+            self.generation += 1
             self._entries.clear()
-        elif message.kind == "token":
+        elif message.kind == self.kind:
+            self.generation += 1
             self._entries.pop(message.key, None)
         elif message.kind == "user":
-            for token in [t for t, (_, c) in self._entries.items() if c.record.owner == message.key]:
-                del self._entries[token]
-        else:
-            self._entries.clear()
+            self.generation += 1
+            owner_of = self._owner_of
+            for key in [k for k, (_, v) in self._entries.items() if owner_of(v) == message.key]:
+                del self._entries[key]
+
+
+class CredentialCache(PushCache[Credential]):
+    """API-token credentials, keyed by public token."""
+
+    def __init__(
+        self, *, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__(ttl=ttl, max_entries=max_entries, kind="token",
+                         owner_of=_credential_owner, clock=clock)

@@ -39,8 +39,9 @@ class AlreadyExists(Exception):
 class Invalidation:
     """A push message telling every process to forget cached credentials.
 
-    ``kind`` is ``token`` (``key`` a public token), ``user`` (``key`` a
-    username: drop every token of that owner) or ``all``; ``block`` is not
+    ``kind`` is ``token`` (``key`` a public token), ``bearer`` (``key`` a
+    trusted-auth bearer's hash), ``user`` (``key`` a username: drop every
+    token of that owner) or ``all``; ``block`` is not
     about the cache: ``key`` (a client address) used up its failed-auth
     budget and is throttled until ``at`` on every process.
     """

@@ -212,8 +212,10 @@ class MemoryStore:
         return self._trusted_keys.get(workspace)
 
     async def disable_trusted_auth(self, workspace: str) -> TrustedKey | None:
-        """Remove a workspace's key."""
-        return self._trusted_keys.pop(workspace, None)
+        """Remove a workspace's key (cached bearers are dropped everywhere)."""
+        old = self._trusted_keys.pop(workspace, None)
+        await self.publish(Invalidation("all", workspace, self._clock()))
+        return old
 
     async def create_bearer(self, record: BearerRecord) -> None:
         """Store a bearer token until its expiry."""
@@ -246,4 +248,5 @@ class MemoryStore:
         record = self._live_bearer(token_hash)
         if record is not None and record.revoked_at is None:
             record = self._bearers[token_hash] = replace(record, revoked_at=at)
+            await self.publish(Invalidation("bearer", token_hash, at))
         return record

@@ -471,10 +471,12 @@ class RedisStore:
     async def disable_trusted_auth(self, workspace: str) -> TrustedKey | None:
         """Remove a workspace's key, returning it, in one transaction."""
         key = self._ws(workspace, "trusted")
+        msg = orjson.dumps({"kind": "all", "key": workspace, "at": time.time()})
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hgetall(key)
             pipe.delete(key)
-            old, _ = await pipe.execute()
+            pipe.publish(self.channel, msg)  # cached bearers go everywhere at once
+            old, _, _ = await pipe.execute()
         h = _pairs_dict(old)
         return _trusted_key(workspace, h) if h else None
 
@@ -507,8 +509,9 @@ class RedisStore:
     @_wrap_errors
     async def revoke_bearer(self, token_hash: str, *, at: float) -> BearerRecord | None:
         """Revoke one bearer token (idempotent), keeping its TTL."""
+        msg = orjson.dumps({"kind": "bearer", "key": token_hash, "at": at})
         res = await self._trusted_scripts["trusted_revoke"](
-            keys=[self._bearer_key(token_hash)], args=[repr(at)])
+            keys=[self._bearer_key(token_hash)], args=[repr(at), self.channel, msg])
         return _bearer(token_hash, _pairs(res)) if res else None
 
 

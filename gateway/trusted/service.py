@@ -34,7 +34,14 @@ from gateway.policy.errors import (
 )
 from gateway.policy.model import Identity, Role, User, iso
 from gateway.policy.permissions import Actor, require_admin, target_workspace
-from gateway.policy.trusted import BearerRecord, RevokeRequest, TokenRequest, TrustedKey
+from gateway.policy.trusted import (
+    BearerCredential,
+    BearerRecord,
+    RevokeRequest,
+    TokenRequest,
+    TrustedKey,
+)
+from gateway.proxy.cache import PushCache
 from gateway.store.base import AlreadyExists, Store
 from gateway.trusted.endpoints import public_routes
 
@@ -90,6 +97,12 @@ class TrustedAuth:
         self.settings: Settings = lifecycle.settings
         self.clock: Callable[[], float] = lifecycle.clock
         self.metrics = metrics
+        # Validated bearers, so a proxied request costs only its rate-limit
+        # call; revocation, disabling and user removal are pushed (see install).
+        self.cache: PushCache[BearerCredential] = PushCache(
+            ttl=self.settings.cache.ttl_seconds, max_entries=self.settings.cache.max_entries,
+            kind="bearer", owner_of=_bearer_user,
+        )
 
     @classmethod
     def of(cls, gw: Gateway) -> TrustedAuth:
@@ -218,16 +231,22 @@ class TrustedAuth:
         raise NotFound(f"no such user in this workspace: {name}")
 
     async def resolve_bearer(self, token: str) -> Identity:
-        """The identity of ``Authorization: Bearer <token>`` (one store round trip)."""
-        start = time.perf_counter()
-        failed = True
-        try:
-            credential = await self.store.load_bearer(self.keys.hash_secret(token))
-            failed = False
-        finally:
-            if self.metrics is not None:
-                self.metrics.store_call("load_bearer", time.perf_counter() - start,
-                                        failed=failed)
+        """The identity of ``Authorization: Bearer <token>`` (cached; else one store call)."""
+        token_hash = self.keys.hash_secret(token)
+        generation = self.cache.generation
+        credential = self.cache.get(token_hash)
+        if credential is None:
+            start = time.perf_counter()
+            failed = True
+            try:
+                credential = await self.store.load_bearer(token_hash)
+                failed = False
+            finally:
+                if self.metrics is not None:
+                    self.metrics.store_call("load_bearer", time.perf_counter() - start,
+                                            failed=failed)
+            if credential is not None:
+                self.cache.put(token_hash, credential, generation=generation)
         return trusted.bearer_identity(credential, now=self.clock())
 
     async def revoke_own(self, token: str, identity: Identity) -> None:
@@ -263,8 +282,13 @@ def _throttled(seconds: float) -> TooManyRequests:
     )
 
 
+def _bearer_user(credential: BearerCredential) -> str:
+    return credential.record.user
+
+
 def install(gw: Gateway) -> None:
     """Add trusted authentication to a gateway: the bearer hook and public endpoints."""
     service = TrustedAuth.of(gw)
     gw.authenticator.bearer = service.resolve_bearer
+    gw.invalidation_listeners.append(service.cache.invalidate)
     gw.public_routes.extend(public_routes(gw, service))

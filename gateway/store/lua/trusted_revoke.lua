@@ -1,8 +1,11 @@
 -- Revoke one bearer token (idempotent). HSET keeps the key's TTL, so the
 -- record still disappears at the token's expiry.
--- KEYS[1] = bearer hash; ARGV[1] = at
+-- The invalidation is published in the same step, so no process keeps
+-- serving a cached copy once this returns.
+-- KEYS[1] = bearer hash; ARGV[1] = at, ARGV[2] = channel, ARGV[3] = message
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
 if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 0 then
   redis.call('HSET', KEYS[1], 'revoked_at', ARGV[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
 end
 return redis.call('HGETALL', KEYS[1])

@@ -124,7 +124,8 @@ def test_demo_prints_a_curl_line_that_works(tmp_path: Path) -> None:
 async def test_sigterm_drains_and_exits_zero(
     gateway_factory, redis_url: str, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
 ) -> None:
-    """SIGTERM lets an in-flight request finish, then the process exits 0."""
+    """SIGTERM turns /readyz to 503, stops accepting, lets an in-flight request finish,
+    then exits 0."""
     import asyncio
 
     gp = gateway_factory(store_url=redis_url, upstream=upstream.url)
@@ -135,6 +136,13 @@ async def test_sigterm_drains_and_exits_zero(
             "Authorization": basic(tok["token"], tok["secret"])}))
         await asyncio.sleep(0.3)
         gp.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.1)
+        async with s.get(gp.admin + "/readyz") as ready:
+            assert ready.status == 503  # draining: taken out of the load balancer
+        async with aiohttp.ClientSession() as fresh:  # a new connection is not accepted
+            with pytest.raises(aiohttp.ClientConnectionError):
+                async with fresh.get(gp.proxy + "/x"):
+                    pass
         r = await request
         assert r.status == 200
         r.release()

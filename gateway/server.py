@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from gateway.proxy.app import build_proxy_app
 from gateway.runtime import Gateway
 
 log = logging.getLogger("tokengate")
+WORKER_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
 def install_uvloop() -> None:
@@ -111,6 +113,8 @@ async def serve_until_signalled(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
+    # A worker starts with these blocked (see run_workers); now they have handlers.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
     log.info("tokengate listening", extra={
         "proxy": "{}:{}".format(*listeners.proxy_address),
         "admin": "{}:{}".format(*listeners.admin_address),
@@ -136,8 +140,12 @@ async def serve_until_signalled(
 def run_workers(workers: int, child: Callable[[], int]) -> int:
     """Fork ``workers`` processes sharing the ports (SO_REUSEPORT); supervise them.
 
-    Metrics of all workers are aggregated with prometheus-client's
-    multiprocess mode, in a fresh directory for this run.
+    A worker that dies while the gateway is not shutting down is replaced
+    (at most once a second), so one crash never leaves the port short of
+    workers. SIGTERM/SIGINT are passed on and the parent exits once every
+    worker has drained; SIGHUP is passed on for a reload. Metrics of all
+    workers are aggregated with prometheus-client's multiprocess mode, in a
+    fresh directory for this run.
     """
     if not hasattr(socket, "SO_REUSEPORT"):
         print("error: --workers needs SO_REUSEPORT (Linux)", file=sys.stderr)
@@ -145,36 +153,66 @@ def run_workers(workers: int, child: Callable[[], int]) -> int:
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
         prefix="tokengate-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    pids: list[int] = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                code = child()
-            finally:
-                os._exit(code)
-        pids.append(pid)
+    from gateway.metrics import worker_exited
+
+    def spawn() -> int:
+        # Signals stay blocked from the fork until the worker's event loop has
+        # its handlers (serve_until_signalled unblocks them): a SIGTERM that
+        # arrives while a worker starts is delivered then, not lost or fatal.
+        signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 1
+                try:
+                    for sig in WORKER_SIGNALS:
+                        signal.signal(sig, signal.SIG_DFL)
+                    code = child()
+                finally:
+                    os._exit(code)
+            pids.add(pid)
+            return pid
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
+
+    pids: set[int] = set()
+    stopping = False
 
     def forward(sig: int, _frame: object) -> None:
-        for pid in pids:
+        nonlocal stopping
+        if sig != signal.SIGHUP:
+            stopping = True
+        for pid in list(pids):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in WORKER_SIGNALS:
         signal.signal(sig, forward)
+    for _ in range(workers):
+        spawn()
     status = 0
-    from gateway.metrics import worker_exited
-
-    for pid in pids:
-        while True:
-            try:
-                _, code = os.waitpid(pid, 0)
-                break
-            except InterruptedError:  # pragma: no cover
-                continue
+    last_spawn = 0.0
+    while pids:
+        try:
+            pid, code = os.wait()
+        except ChildProcessError:  # pragma: no cover - nothing left to wait for
+            break
+        if pid not in pids:
+            continue
+        pids.discard(pid)
         worker_exited(pid)
-        status = status or os.waitstatus_to_exitcode(code)
+        exit_code = os.waitstatus_to_exitcode(code)
+        if stopping:
+            status = status or exit_code
+            continue
+        log.error("worker exited unexpectedly; starting a new one",
+                  extra={"pid": pid, "exit_code": exit_code})
+        wait = 1.0 - (time.monotonic() - last_spawn)
+        if wait > 0:
+            time.sleep(wait)  # a worker that dies at start-up must not fork-bomb
+        last_spawn = time.monotonic()
+        if not stopping:
+            spawn()
     return status
 
 

@@ -120,3 +120,46 @@ async def test_two_workers_share_the_port_and_aggregate_metrics(
                 if line.startswith("tokengate_requests_total{"))
     assert total == n
     assert gp.stop() == 0
+
+
+def _children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (from /proc)."""
+    from pathlib import Path
+
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(stat.parent.name))
+    return out
+
+
+async def test_a_crashed_worker_is_replaced(
+    gateway_factory, redis_url: str, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
+) -> None:
+    """With --workers 2, a worker killed outright is replaced and the gateway keeps serving."""
+    import os
+
+    gp = gateway_factory(store_url=redis_url, upstream=upstream.url, args=["--workers", "2"])
+    workers = _children(gp.proc.pid)
+    assert len(workers) == 2
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    for _ in range(150):  # the supervisor waits at least a second between spawns
+        now = _children(gp.proc.pid)
+        if len(now) == 2 and victim not in now:
+            break
+        await asyncio.sleep(0.02)
+    assert len(now) == 2 and victim not in now
+    gp.admin_call("POST", "/admin/api/users", {"username": "ada", "role": "admin"})
+    _, tok = gp.admin_call("POST", "/admin/api/tokens", {"type": "workspace", "name": "m"})
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+        for _ in range(10):
+            async with s.get(gp.proxy + "/x", headers={
+                    "Authorization": basic(tok["token"], tok["secret"])}) as r:
+                assert r.status == 200
+    assert "worker exited unexpectedly" in gp.logs()
+    assert gp.stop() == 0

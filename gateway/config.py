@@ -110,7 +110,7 @@ class UpstreamSection(_Section):
         return v.rstrip("/")
 
 
-STORE_SCHEMES = ("redis", "rediss", "unix", "memory")
+STORE_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "memory")
 
 
 class StoreSection(_Section):
@@ -124,6 +124,11 @@ class StoreSection(_Section):
         parts = urlsplit(v)
         if parts.scheme not in STORE_SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(STORE_SCHEMES)}, got {v!r}")
+        if parts.scheme == "redis+sentinel":
+            from gateway.store.sentinel import parse_sentinel_url
+
+            parse_sentinel_url(v)  # ValueError says what is wrong
+            return v
         if parts.scheme in ("redis", "rediss") and not parts.hostname:
             raise ValueError(f"a redis URL needs a host, got {v!r}")
         try:

@@ -73,6 +73,59 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+class SentinelServer:
+    """A redis-server in Sentinel mode watching the run's Redis as ``tokengate``."""
+
+    SERVICE = "tokengate"
+
+    def __init__(self, master: RedisServer) -> None:
+        exe = shutil.which("redis-server")
+        assert exe is not None
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="tokengate-sentinel-")
+        conf = os.path.join(self.dir, "sentinel.conf")
+        with open(conf, "w") as fh:
+            fh.write(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                     f"sentinel monitor {self.SERVICE} 127.0.0.1 {master.port} 1\n")
+        self.proc = subprocess.Popen([exe, conf, "--sentinel"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
+                    c.sendall(b"SENTINEL get-master-addr-by-name tokengate\r\n")
+                    if str(master.port).encode() in c.recv(256):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis sentinel did not start")
+
+    def url(self, dead_first: bool = False) -> str:
+        """A redis+sentinel:// URL (optionally listing an unreachable sentinel first)."""
+        hosts = f"127.0.0.1:{self.port}"
+        if dead_first:
+            hosts = f"127.0.0.1:{free_port()}," + hosts
+        return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sentinel_server(redis_server: RedisServer) -> Iterator[SentinelServer]:
+    """Redis Sentinel for the run, naming the run's Redis as master ``tokengate``."""
+    server = SentinelServer(redis_server)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of the run's Redis, emptied before each test."""

@@ -10,13 +10,14 @@ __all__ = ["AlreadyExists", "Invalidation", "Store", "StoreError", "open_store"]
 
 
 def open_store(url: str, *, prefix: str = "tg:", timeout: float = 2.0) -> Store:
-    """The store for a URL: ``redis://``, ``rediss://``, ``unix://`` or ``memory://``."""
+    """The store for a URL: ``redis://``, ``rediss://``, ``unix://``,
+    ``redis+sentinel://`` or ``memory://``."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from gateway.store.memory import MemoryStore
 
         return MemoryStore()
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel"):
         from gateway.store.redis import RedisStore
 
         return RedisStore(url, prefix=prefix, timeout=timeout)

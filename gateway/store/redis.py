@@ -27,9 +27,13 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar, cast
+from urllib.parse import quote
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.policy.model import (
@@ -52,6 +56,8 @@ from gateway.store.base import (
 )
 from gateway.store.ratelimit_redis import RedisRateLimiter
 from gateway.store.resp import RespConnection, RespError
+from gateway.store.sentinel import SCHEME as SENTINEL_SCHEME
+from gateway.store.sentinel import parse_sentinel_url
 
 log = logging.getLogger("tokengate.store")
 P = ParamSpec("P")
@@ -120,18 +126,39 @@ def _settings(h: Mapping[str, str]) -> WorkspaceSettings:
 
 
 class RedisStore:
-    """Store on one Redis server (``redis://``, ``rediss://`` or ``unix://``)."""
+    """Store on one Redis server (``redis://``, ``rediss://``, ``unix://``), or on the
+    master that Sentinel names (``redis+sentinel://``)."""
 
     def __init__(self, url: str, *, prefix: str = "tg:", timeout: float = 2.0) -> None:
         self.prefix = prefix
         self.channel = prefix + "invalidate"
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-        )
-        self._fast = RespConnection(url, timeout=timeout)
+        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                                   "health_check_interval": 30}
+        self._sentinel: Sentinel | None = None
+        if url.startswith(SENTINEL_SCHEME + "://"):
+            target = parse_sentinel_url(url)
+            # Ask each sentinel once, without retries: an unreachable one must
+            # not use up the whole store timeout before the next is asked.
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                list(target.hosts),
+                sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                                 "retry": Retry(NoBackoff(), 0)})
+            self._sentinel = sentinel
+            self.client: aioredis.Redis = sentinel.master_for(
+                target.service, db=target.db, username=target.username,
+                password=target.password, **options)
+            auth = f"{target.username or ''}:{quote(target.password or '')}@" \
+                if target.password else ""
+
+            async def master() -> tuple[str, int]:
+                host, port = await sentinel.discover_master(target.service)
+                return str(host), int(port)
+
+            self._fast = RespConnection(f"redis://{auth}sentinel/{target.db}",
+                                        timeout=timeout, resolve=master)
+        else:
+            self.client = aioredis.Redis.from_url(url, **options)
+            self._fast = RespConnection(url, timeout=timeout)
         self._limiter = RedisRateLimiter(self.client, prefix, fast=self._fast)
         self._scripts = {
             name: self.client.register_script(_lua(name))
@@ -168,6 +195,9 @@ class RedisStore:
             self._listener = None
         await self._fast.close()
         await self.client.aclose()
+        if self._sentinel is not None:
+            for client in self._sentinel.sentinels:
+                await client.aclose()
 
     # users
     @_wrap_errors

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,7 +77,10 @@ class _Protocol(asyncio.Protocol):
 class RespConnection:
     """One connection, many in-flight commands, replies in order."""
 
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 2.0,
+        resolve: Callable[[], Awaitable[tuple[str, int]]] | None = None,
+    ) -> None:
         params = parse_url(url)  # type: ignore[no-untyped-call]
         self._url_scheme = urlsplit(url).scheme
         self._host = params.get("host", "127.0.0.1")
@@ -86,6 +90,8 @@ class RespConnection:
         self._username = params.get("username")
         self._password = params.get("password")
         self._timeout = timeout
+        # Sentinel: where the master is, asked again on every (re)connect.
+        self._resolve = resolve
         self._protocol: _Protocol | None = None
         self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._connecting: asyncio.Lock | None = None
@@ -104,10 +110,13 @@ class RespConnection:
                     _, proto = await asyncio.wait_for(loop.create_unix_connection(
                         lambda: _Protocol(self), self._path), self._timeout)
                 else:
+                    host, port = self._host, self._port
+                    if self._resolve is not None:
+                        host, port = await asyncio.wait_for(self._resolve(), self._timeout)
                     tls = ssl.create_default_context() if self._url_scheme == "rediss" else None
                     _, proto = await asyncio.wait_for(loop.create_connection(
-                        lambda: _Protocol(self), self._host, self._port, ssl=tls), self._timeout)
-            except (TimeoutError, OSError) as exc:
+                        lambda: _Protocol(self), host, port, ssl=tls), self._timeout)
+            except Exception as exc:  # refused, timed out, or no master known to Sentinel
                 raise RespError(f"cannot connect: {type(exc).__name__}") from exc
             self._protocol = proto
             setup = []
@@ -164,6 +173,9 @@ class RespConnection:
         proto = self._protocol or await self._connect()
         reply = await self._send(proto, command)
         if isinstance(reply, hiredis.ReplyError):
+            if str(reply).startswith(("READONLY", "MASTERDOWN", "LOADING")):
+                # A failover moved the master: reconnect (and re-resolve) next time.
+                self._fail(RespError(str(reply)))
             raise RespError(str(reply))
         return reply
 

@@ -92,3 +92,35 @@ async def test_rate_limit_survives_script_flush(redis_url: str) -> None:
     finally:
         await conn.close()
         await client.aclose()
+
+
+async def test_readonly_reply_drops_the_connection(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A READONLY answer (the master moved in a failover) makes the next call reconnect."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="tokengate-replica-")
+    replica = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+         "127.0.0.1", "--save", "", "--dir", workdir, "--replicaof", "127.0.0.1",
+         str(redis_server.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conn = RespConnection(f"redis://127.0.0.1:{port}/0", timeout=2)
+    try:
+        for _ in range(200):
+            try:
+                first = await conn.call(pack("CLIENT", "ID"))
+                break
+            except RespError:
+                await asyncio.sleep(0.02)
+        with pytest.raises(RespError, match="READONLY"):
+            await conn.call(pack("SET", "k", "v"))
+        assert await conn.call(pack("CLIENT", "ID")) != first
+    finally:
+        await conn.close()
+        replica.terminate()
+        replica.wait(5)
+        shutil.rmtree(workdir, ignore_errors=True)

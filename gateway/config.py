@@ -82,6 +82,24 @@ class ProxySection(ListenSection):
     max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)
     assertion: bool = False
     assertion_ttl_seconds: int = Field(default=60, ge=10, le=3600)
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=256)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        # From the environment: TOKENGATE_PROXY_TRUSTED_PROXIES="10.0.0.0/8,192.0.2.7"
+        return [item.strip() for item in v.split(",") if item.strip()] if isinstance(v, str) else v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return v
+
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The trusted proxies as networks."""
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
 
 
 class AdminSection(ListenSection):

@@ -52,6 +52,7 @@ class Gateway:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.policy: PolicySet = compiled_policy(settings)
+        self.trusted_proxies = settings.proxy.trusted_networks()
         self.metrics.declare_route_classes([*(c.name for c in self.policy.classes), "none"])
         self.metrics.declare_deny_rules((r.name, r.mode) for r in self.policy.rules.rules)
         self.metrics.declare_store_operations(["load_credential", "rate_limit"])

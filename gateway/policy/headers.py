@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import re
@@ -97,3 +98,47 @@ def identity_headers(identity: Identity) -> list[tuple[str, str]]:
         ("X-Tokengate-Token", identity.token),
         ("X-Tokengate-Workspace", identity.workspace),
     ]
+
+
+Networks = tuple["ipaddress.IPv4Network | ipaddress.IPv6Network", ...]
+
+
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def is_trusted(address: str, trusted: Networks) -> bool:
+    """True if ``address`` is one of the trusted proxies."""
+    ip = _ip(address)
+    return ip is not None and any(ip in net for net in trusted)
+
+
+def client_address(peer: str, forwarded_for: list[str], trusted: Networks) -> str:
+    """The client a request comes from.
+
+    Only when the peer is one of ``trusted`` (a load balancer or ingress in
+    front of the gateway) is ``X-Forwarded-For`` read: the address is the
+    rightmost entry that is not itself a trusted proxy. Anything a client
+    could have written to the left of that is ignored, so it cannot pick the
+    address its failed attempts are counted under.
+    """
+    if not trusted or not is_trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for v in forwarded_for for h in v.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if _ip(hop) is None:
+            return peer  # a malformed chain: trust nothing in it
+        if not is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def forwarded_for(peer: str, forwarded: list[str], trusted: Networks) -> str:
+    """The X-Forwarded-For to send upstream: the chain from a trusted peer, extended."""
+    if trusted and is_trusted(peer, trusted):
+        chain = ", ".join(v.strip() for v in forwarded if v.strip())
+        return f"{chain}, {peer}" if chain else peer
+    return peer

@@ -27,12 +27,19 @@ from gateway.policy.errors import (
     TooManyRequests,
     Unauthenticated,
 )
-from gateway.policy.headers import identity_headers, request_id
+from gateway.policy.headers import (
+    client_address,
+    forwarded_for,
+    identity_headers,
+    is_trusted,
+    request_id,
+)
 from gateway.policy.model import Identity, TokenType
 from gateway.policy.paths import normalize_path
 from gateway.policy.ratelimit import rate_limit_headers
 from gateway.proxy.problems import http_problem, problem_response
 from gateway.proxy.state import (
+    CLIENT,
     IDENTITY,
     PATH,
     RATE_LIMIT_HEADERS,
@@ -112,7 +119,8 @@ def observe_middleware(gw: Gateway) -> Middleware:
                 "duration_ms": round(elapsed * 1000, 3), "outcome": outcome,
                 "token_type": token_type, "token": identity.token if identity else None,
                 "user": identity.user if identity else None, "route_class": route_class,
-                "upstream_status": request.get(UPSTREAM_STATUS), "client": request.remote,
+                "upstream_status": request.get(UPSTREAM_STATUS),
+                "client": request.get(CLIENT, request.remote),
             })
         return response
 
@@ -122,15 +130,20 @@ def observe_middleware(gw: Gateway) -> Middleware:
 def authenticate_middleware(gw: Gateway) -> Middleware:
     """Normalise the path once, then authenticate (except public endpoints)."""
 
+    trusted = gw.trusted_proxies
+
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        peer = request.remote or "unknown"
+        request[CLIENT] = client_address(
+            peer, request.headers.getall("X-Forwarded-For", []), trusted) if trusted else peer
         raw_path = request.raw_path.partition("?")[0]
         request[PATH] = normalize_path(raw_path)
         route = request.match_info.route
         if route.name is not None and route.name.startswith(PUBLIC):
             return await handler(request)
         request[IDENTITY] = await gw.authenticator(
-            request.headers.get("Authorization"), request.remote or "unknown"
+            request.headers.get("Authorization"), request[CLIENT]
         )
         return await handler(request)
 
@@ -209,10 +222,16 @@ async def forward_handler(request: web.Request) -> web.StreamResponse:
     """Forward an authenticated, permitted, admitted request."""
     gw = request.app[GATEWAY]
     identity: Identity = request[IDENTITY]
+    peer = request.remote or ""
+    trusted = gw.trusted_proxies
+    behind_proxy = is_trusted(peer, trusted)  # then its X-Forwarded-* describe the client
+    headers = request.headers
     added = [
-        ("X-Forwarded-For", request.remote or ""),
-        ("X-Forwarded-Proto", request.scheme),
-        ("X-Forwarded-Host", request.host),
+        ("X-Forwarded-For", forwarded_for(peer, headers.getall("X-Forwarded-For", []), trusted)),
+        ("X-Forwarded-Proto",
+         headers.get("X-Forwarded-Proto", request.scheme) if behind_proxy else request.scheme),
+        ("X-Forwarded-Host",
+         headers.get("X-Forwarded-Host", request.host) if behind_proxy else request.host),
         ("X-Request-Id", request[REQUEST_ID]),
         *identity_headers(identity),
     ]

@@ -15,3 +15,5 @@ IDENTITY = web.RequestKey("tokengate.identity", Identity)
 ROUTE_CLASS = web.RequestKey("tokengate.route_class", str)
 RATE_LIMIT_HEADERS = web.RequestKey("tokengate.rate_limit_headers", Sequence)
 UPSTREAM_STATUS = web.RequestKey("tokengate.upstream_status", object)
+CLIENT = web.RequestKey("tokengate.client", str)
+"""The client's address: the peer, or from X-Forwarded-For behind a trusted proxy."""

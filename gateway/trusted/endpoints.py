@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.policy import trusted
 from gateway.policy.authheader import BearerCredentials, parse_authorization
 from gateway.policy.errors import BadRequest, Forbidden, Unauthenticated
+from gateway.proxy.state import CLIENT
 from gateway.runtime import Gateway, PublicRoute
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def _client(request: web.Request) -> str:
-    return request.remote or "unknown"
+    return request.get(CLIENT) or request.remote or "unknown"
 
 
 async def _json_body(request: web.Request) -> Any:

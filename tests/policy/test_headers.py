@@ -84,3 +84,38 @@ def test_generated_request_ids_differ_across_forked_workers() -> None:
     os.close(read)
     os.close(write)
     assert child_id != request_id(None) and len(child_id) == 32
+
+
+def _nets(*cidrs: str):  # type: ignore[no-untyped-def]
+    import ipaddress
+
+    return tuple(ipaddress.ip_network(c) for c in cidrs)
+
+
+@pytest.mark.parametrize(("peer", "xff", "trusted", "client"), [
+    ("203.0.113.9", ["1.2.3.4"], (), "203.0.113.9"),  # no trusted proxies: XFF ignored
+    ("203.0.113.9", ["1.2.3.4"], ("10.0.0.0/8",), "203.0.113.9"),  # untrusted peer: ignored
+    ("10.0.0.2", ["198.51.100.7"], ("10.0.0.0/8",), "198.51.100.7"),
+    ("10.0.0.2", ["6.6.6.6, 198.51.100.7"], ("10.0.0.0/8",), "198.51.100.7"),  # spoofed left
+    ("10.0.0.2", ["198.51.100.7, 10.0.0.9"], ("10.0.0.0/8",), "198.51.100.7"),  # proxy chain
+    ("10.0.0.2", ["not-an-ip"], ("10.0.0.0/8",), "10.0.0.2"),  # malformed: trust nothing
+    ("10.0.0.2", [], ("10.0.0.0/8",), "10.0.0.2"),
+    ("10.0.0.2", ["10.0.0.5"], ("10.0.0.0/8",), "10.0.0.5"),  # all trusted: leftmost
+    ("::1", ["2001:db8::7"], ("::1/128",), "2001:db8::7"),
+])
+def test_client_address_behind_trusted_proxies(peer: str, xff: list[str], trusted: tuple[str, ...],
+                                               client: str) -> None:
+    """X-Forwarded-For names the client only behind a trusted proxy, and only its rightmost
+    untrusted hop: a client cannot choose the address its failures are counted under."""
+    from gateway.policy.headers import client_address
+
+    assert client_address(peer, xff, _nets(*trusted)) == client
+
+
+def test_forwarded_for_extends_a_trusted_chain_and_replaces_others() -> None:
+    """Upstream sees the trusted proxy's chain plus the peer; a direct client's XFF is replaced."""
+    from gateway.policy.headers import forwarded_for
+
+    trusted = _nets("10.0.0.0/8")
+    assert forwarded_for("10.0.0.2", ["198.51.100.7"], trusted) == "198.51.100.7, 10.0.0.2"
+    assert forwarded_for("203.0.113.9", ["6.6.6.6"], trusted) == "203.0.113.9"

@@ -20,6 +20,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_server(proc: subprocess.Popen[bytes], workdir: str) -> None:
+    """Stop a server process the test run started, and remove its directory."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 class RedisServer:
     """A private redis-server process on a free port, for this test run only."""
 
@@ -57,12 +67,7 @@ class RedisServer:
             c.recv(16)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        stop_server(self.proc, self.dir)
 
 
 @pytest.fixture(scope="session")
@@ -110,12 +115,7 @@ class SentinelServer:
         return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        stop_server(self.proc, self.dir)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,15 @@ async def refused_within(t: Trusted, token: str, seconds: float = 1.0) -> bool:
     return (await t.call(token)).status == 401
 
 
+async def cached_on_two(start_trusted: StartTrusted) -> tuple[Trusted, Trusted, str]:
+    """Two gateways on one Redis and a bearer that the second one has cached."""
+    a = await start_trusted()
+    b = await start_trusted(seed=False, master_key=a.gp.env["TOKENGATE_MASTER_KEY"])
+    token = await a.bearer(await a.enable())
+    assert (await b.call(token)).status == 200
+    return a, b, token
+
+
 async def test_repeat_requests_use_the_cached_bearer(ta: Trusted) -> None:
     """After the first request, a bearer's requests make no further store lookups."""
     key = await ta.enable()
@@ -44,11 +53,7 @@ async def test_revoking_on_one_process_refuses_on_another_within_a_second(
     start_trusted: StartTrusted,
 ) -> None:
     """A bearer cached by a second gateway is refused there within 1 s of a revoke."""
-    a = await start_trusted()
-    b = await start_trusted(seed=False, master_key=a.gp.env["TOKENGATE_MASTER_KEY"])
-    key = await a.enable()
-    token = await a.bearer(key)
-    assert (await b.call(token)).status == 200  # b caches it
+    a, b, token = await cached_on_two(start_trusted)  # b caches it
     reply = await a.post(REVOKE, json_body={"token": token},
                          headers={"Authorization": f"Bearer {token}"})
     assert reply.status == 204
@@ -59,21 +64,13 @@ async def test_disabling_on_one_process_refuses_cached_bearers_elsewhere(
     start_trusted: StartTrusted,
 ) -> None:
     """Disabling trusted auth drops every process's cached bearers of that key at once."""
-    a = await start_trusted()
-    b = await start_trusted(seed=False, master_key=a.gp.env["TOKENGATE_MASTER_KEY"])
-    key = await a.enable()
-    token = await a.bearer(key)
-    assert (await b.call(token)).status == 200
+    a, b, token = await cached_on_two(start_trusted)
     assert (await a.admin("DELETE", "/workspaces/default/trusted-auth")).status == 200
     assert await refused_within(b, token)
 
 
 async def test_removing_the_user_refuses_their_cached_bearer(start_trusted: StartTrusted) -> None:
     """Removing a user drops their cached bearers on every process."""
-    a = await start_trusted()
-    b = await start_trusted(seed=False, master_key=a.gp.env["TOKENGATE_MASTER_KEY"])
-    key = await a.enable()
-    token = await a.bearer(key)
-    assert (await b.call(token)).status == 200
+    a, b, token = await cached_on_two(start_trusted)
     assert (await a.admin("DELETE", "/users/bob")).status == 200
     assert await refused_within(b, token)

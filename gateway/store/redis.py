@@ -60,6 +60,7 @@ from gateway.store.sentinel import SCHEME as SENTINEL_SCHEME
 from gateway.store.sentinel import parse_sentinel_url
 
 log = logging.getLogger("tokengate.store")
+TOUCH_BATCH = 1000
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -333,12 +334,13 @@ class RedisStore:
     @_wrap_errors
     async def touch(self, last_used: Mapping[str, float]) -> None:
         """Coalesced last_used_at writes in one script call."""
-        if not last_used:
-            return
         items = list(last_used.items())
-        await self._scripts["touch"](
-            keys=[self._tok(t) for t, _ in items], args=[repr(ts) for _, ts in items]
-        )
+        # In slices, so one flush of many tokens never blocks Redis for long.
+        for i in range(0, len(items), TOUCH_BATCH):
+            batch = items[i:i + TOUCH_BATCH]
+            await self._scripts["touch"](
+                keys=[self._tok(t) for t, _ in batch], args=[repr(ts) for _, ts in batch]
+            )
 
     # settings
     @_wrap_errors

@@ -204,3 +204,12 @@ async def test_concurrent_creates_and_revoke_all_lose_nothing(store: Store) -> N
     revoked = sum(1 for r in after if r is not None and r.revoked_at is not None)
     assert revoked == count >= 30
     assert all(r is not None for r in after)
+
+
+async def test_touch_many_tokens_at_once(store: Store) -> None:
+    """A flush larger than one batch records every token's last use."""
+    for i in range(2500):
+        await store.create_token(token(f"t{i}"))
+    await store.touch({f"t{i}": NOW + i for i in range(2500)})
+    for i in (0, 999, 1000, 2499):
+        assert (await store.get_token(f"t{i}")).last_used_at == NOW + i  # type: ignore[union-attr]

@@ -112,6 +112,8 @@ def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def is_trusted(address: str, trusted: Networks) -> bool:
     """True if ``address`` is one of the trusted proxies."""
+    if not trusted:
+        return False  # the usual case; no address parsing on the hot path
     ip = _ip(address)
     return ip is not None and any(ip in net for net in trusted)
 

@@ -28,7 +28,6 @@ from gateway.policy.model import (
 )
 from gateway.policy.permissions import (
     USERNAME,
-    WORKSPACE,
     Actor,
     check_create,
     check_revoke,
@@ -229,11 +228,11 @@ class Lifecycle:
     async def revoke_token(self, actor: Actor, token: str) -> TokenRecord:
         """Revoke one token (idempotent: a second call returns the record)."""
         check_revoke(actor, await self.store.get_token(token))
-        before = await self.store.get_token(token)
-        record = await self.store.revoke_token(token, at=self.clock())
+        at = self.clock()
+        record = await self.store.revoke_token(token, at=at)
         if record is None:
             raise NotFound("no such token")
-        if before is not None and before.revoked_at is None:
+        if record.revoked_at == at:  # this call revoked it (a repeat keeps the first time)
             await self.audit("token.revoked", actor.name, token, record.workspace,
                              type=record.type.value, owner=record.owner)
         return record
@@ -243,8 +242,6 @@ class Lifecycle:
         """Revoke every active token of a workspace (or of one type); the count."""
         require_admin(actor, "revoke all tokens")
         ws = target_workspace(actor, workspace, self.settings.default_workspace)
-        if workspace is not None and not WORKSPACE.fullmatch(workspace):
-            raise Unprocessable("workspace: not a valid workspace name")
         count = await self.store.revoke_all(ws, at=self.clock(), token_type=token_type)
         await self.audit("token.revoke_all", actor.name, ws, ws,
                          type=token_type.value if token_type else None, revoked=count)

@@ -11,9 +11,14 @@ dodge a pattern written for that handler:
 * literal segments ignore letter case unless the pattern is case-sensitive;
 * literal segments ignore ";params" (Tomcat and Spring route "/invites;x" to
   "/invites"; refusing it where another framework would 404 costs nothing);
-* the last literal segment also matches with a format suffix ("invites.json"),
-  as Rails' optional "(.:format)" and older Spring MVC route it to the same
-  action.
+* the last literal segment, when it is the path's last segment, also matches
+  with any format suffix: "invites.json", but also "invites.x-y", "invites.~",
+  "invites.%E2%82%AC" or "invites.a.b". Rails' optional "(.:format)" takes
+  anything up to the next "." or "/" as the format, and older Spring MVC
+  ("useSuffixPatternMatch") routes "/invites" as "/invites.*", dots included;
+  so the rule is "the literal, a dot, then anything" (even nothing: IIS drops
+  a trailing dot). Matching is on the decoded segment, so escapes cannot hide
+  the dot or the suffix either.
 
 Parameter values are returned as they appear in the normalised path.
 """
@@ -28,7 +33,6 @@ from gateway.policy.errors import BadRequest
 from gateway.policy.paths import normalize_path
 
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_FORMAT_SUFFIX = re.compile(r"\.[A-Za-z0-9]+$")
 
 
 def split_path(path: str) -> tuple[str, ...]:
@@ -46,7 +50,7 @@ def segment_key(segment: str, *, case_sensitive: bool = False) -> str:
 class PathPattern:
     """A compiled path pattern; ``match`` costs one split and a segment walk."""
 
-    __slots__ = ("_fixed", "_segments", "_tail", "case_sensitive", "params", "pattern")
+    __slots__ = ("_fixed", "_segments", "_suffixed", "_tail", "case_sensitive", "params", "pattern")
 
     def __init__(self, pattern: str, *, case_sensitive: bool = False) -> None:
         self.pattern = pattern
@@ -76,6 +80,9 @@ class PathPattern:
         self._segments = tuple(segments)
         self._fixed = len(segments)
         self._tail = tail
+        # What the last literal may start with when it carries a format suffix.
+        last = segments[-1][0] if segments else None
+        self._suffixed = last + "." if last is not None else None
 
     def match(self, path: str) -> dict[str, str] | None:
         """The parameters if the normalised ``path`` matches, else None."""
@@ -87,13 +94,18 @@ class PathPattern:
         if count < self._fixed or (count > self._fixed and not self._tail):
             return None
         params: dict[str, str] = {}
-        last = self._fixed - 1 if not self._tail else -1
+        # A suffix is allowed only on the path's last segment (with "**", only
+        # when the tail is empty): "invites.json/x" routes nowhere near invites.
+        last = self._fixed - 1 if count == self._fixed else -1
+        suffixed = self._suffixed
         for index, ((literal, name), segment) in enumerate(zip(self._segments, segments)):
             if name is not None:
                 params[name] = segment
                 continue
             key = segment_key(segment, case_sensitive=self.case_sensitive)
-            if key != literal and not (index == last and _FORMAT_SUFFIX.sub("", key) == literal):
+            if key != literal and not (
+                index == last and suffixed is not None and key.startswith(suffixed)
+            ):
                 return None
         return params
 

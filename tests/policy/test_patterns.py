@@ -7,10 +7,23 @@ import pytest
 from gateway.policy.paths import normalize_path
 from gateway.policy.patterns import PathPattern, segment_key, split_path
 
+# Every spelling of a format suffix that Rails' "(.:format)" ([^./?]+ after the
+# dot) or older Spring MVC ("/invites.*") routes to the handler of "/invites".
+FORMAT_SUFFIXES = [
+    ".json", ".x-y", ".x_y", ".~", ".$", ".+", ".*", ".(x)", ".%E2%82%AC", ".%2d", ".%2D",
+    ".JSON", "%2Ejson", ".%7E", ".a%20b", ".%3F", ".", "..", ".txt.json", ".json;v=1",
+]
+
 MATCHES = [
-    ("/api/{ws}/invites", "/api/acme/invites.json", {"ws": "acme"},
-     "a format suffix on the last literal, as Rails' (.:format) routes it"),
     # (pattern, path as the client sent it, params, why)
+    *(("/api/{ws}/invites", f"/api/acme/invites{suffix}", {"ws": "acme"},
+       f"format suffix {suffix!r} on the last literal") for suffix in FORMAT_SUFFIXES),
+    ("/api/{ws}/reports/{r}/runs/{run}/clone", "/api/acme/reports/r1/runs/9/clone.x-y",
+     {"ws": "acme", "r": "r1", "run": "9"}, "a format suffix on the clone literal"),
+    ("/api/{ws}/exports/**", "/api/acme/exports.csv", {"ws": "acme"},
+     "a format suffix on the last literal before an empty **"),
+    ("/api/{ws}/invites", "/api/acme/Invites.X_Y/", {"ws": "acme"},
+     "a format suffix, any case, trailing slash"),
     ("/", "/", {}, "the root matches the root"),
     ("/api/{ws}/invites", "/api/acme/invites", {"ws": "acme"}, "a param takes one segment"),
     ("/api/{ws}/invites", "/api/acme/invites/", {"ws": "acme"}, "a trailing slash is ignored"),
@@ -48,8 +61,16 @@ MISSES = [
     ("/api/{ws}/invites", "/api/invites", False, "a missing segment: a param is never empty"),
     ("/api/{ws}/invites", "//api//invites", False, "collapsed slashes leave no empty param"),
     ("/api/{ws}/invites", "/api/acme/invitesx", False, "a longer literal"),
-    ("/api/{ws}/invites", "/api/acme/invites.txt.json", False, "only one format suffix"),
     ("/api/{ws}/invites", "/api/acme/invitesjson", False, "a longer name is another resource"),
+    ("/api/{ws}/invites", "/api/acme/invites-json", False, "a suffix needs its dot"),
+    ("/api/{ws}/invites", "/api/acme/invites.json/x", False, "a suffix only on the last segment"),
+    ("/api/{ws}/invites", "/api.json/acme/invites", False, "a suffix only on the last literal"),
+    ("/api/{ws}/exports/**", "/api/acme/exports.csv/x", False,
+     "a suffix before a non-empty ** is another resource"),
+    ("/api/{ws}/invites/{id}", "/api/acme/invites.json/5", False,
+     "no suffix on a literal before a param"),
+    ("/api/{ws}/invites", "/api/acme/invites%252Ejson", False, "a doubly-escaped dot is no dot"),
+    ("/api/{ws}/invites", "/api/acme/INVITES.json", True, "a case-sensitive suffixed literal"),
     ("/api/{ws}/invites", "/api/acme/invites%3Bx", False, "an escaped ';' is no parameter"),
     ("/api/{ws}/invites", "/api/acme/invit%2565s", False, "decoding happens only once"),
     ("/api/{ws}/invites", "/api/acme/INVITES", True, "a case-sensitive pattern minds case"),

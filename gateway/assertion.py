@@ -3,14 +3,21 @@
 An upstream that cannot trust the network between it and the gateway checks
 this instead of the plain headers: an EdDSA (Ed25519) JWT whose key is
 derived from the master key and published at ``/.well-known/jwks.json`` on
-the admin listener. Signing costs tens of microseconds, so an assertion is
-reused for the same identity until half its lifetime has passed.
+the admin listener.
+
+Every request gets its own assertion: a random ``jti`` and the request id
+(``rid``) bind it to that one request, and ``aud`` names the upstream it is
+for, so an assertion captured from one request (or one upstream) proves
+nothing anywhere else. Signing per request costs about 50 µs of CPU; a
+shared cached assertion would let anyone who saw it replay it for its
+whole lifetime.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 from typing import Any
 
 import orjson
@@ -20,7 +27,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gateway.policy.model import Identity
 
 ISSUER = "tokengate"
-CACHE_MAX = 10_000
 
 
 def b64url(raw: bytes) -> str:
@@ -41,26 +47,20 @@ class AssertionSigner:
                     "alg": "EdDSA", "use": "sig"}
         self.ttl = ttl_seconds
         self._header = b64url(orjson.dumps({"alg": "EdDSA", "typ": "JWT", "kid": self.kid}))
-        self._cache: dict[Identity, tuple[float, str]] = {}
 
     def jwks(self) -> dict[str, Any]:
         """The JSON Web Key Set upstreams verify assertions with."""
         return {"keys": [self.jwk]}
 
-    def assertion(self, identity: Identity, now: float) -> str:
-        """A compact JWT of the identity, valid for ``ttl`` seconds from when it was signed."""
-        cached = self._cache.get(identity)
-        if cached is not None and now < cached[0]:
-            return cached[1]
+    def assertion(self, identity: Identity, now: float, *, request_id: str,
+                  audience: str) -> str:
+        """A compact JWT of the identity for one request, valid for ``ttl`` seconds."""
         iat = int(now)
         claims = {
-            "iss": ISSUER, "sub": identity.user, "role": identity.role.value,
+            "iss": ISSUER, "aud": audience, "sub": identity.user, "role": identity.role.value,
             "token_type": identity.token_type.value, "token": identity.token,
             "workspace": identity.workspace, "iat": iat, "exp": iat + self.ttl,
+            "jti": b64url(secrets.token_bytes(16)), "rid": request_id,
         }
         signing_input = self._header + "." + b64url(orjson.dumps(claims))
-        jwt = signing_input + "." + b64url(self._key.sign(signing_input.encode()))
-        if len(self._cache) >= CACHE_MAX:
-            self._cache.clear()
-        self._cache[identity] = (iat + self.ttl / 2, jwt)
-        return jwt
+        return signing_input + "." + b64url(self._key.sign(signing_input.encode()))

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import orjson
 
 from gateway import __version__
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.config import ConfigError, Settings, load_settings, redacted_url
 from gateway.keys import Keys, MasterKeyError, generate_master_key
 from gateway.lifecycle import Lifecycle
 from gateway.policy.errors import Problem
@@ -253,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             settings = load_settings(args.config)
             print(f"config ok: proxy {settings.proxy.listen}, admin {settings.admin.listen}, "
-                  f"upstream {settings.upstream.url}, store {settings.store.url}")
+                  f"upstream {redacted_url(settings.upstream.url)}, "
+                  f"store {redacted_url(settings.store.url)}")
             return 0
         if args.command == "serve":
             return _serve(args)
@@ -270,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tokengate: {exc.detail}", file=sys.stderr)
         return 1
     except StoreError as exc:
-        print(f"tokengate: the store is unavailable ({exc})", file=sys.stderr)
+        print(f"tokengate: the store is unavailable ({redacted_url(str(exc))})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -7,8 +7,10 @@ with one line that names the key; the CLI prints it and exits with status 2.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -82,6 +84,8 @@ class ProxySection(ListenSection):
     max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)
     assertion: bool = False
     assertion_ttl_seconds: int = Field(default=60, ge=10, le=3600)
+    # The JWT ``aud``; unset, the upstream URL's origin (see Settings.assertion_audience).
+    assertion_audience: str | None = Field(default=None, min_length=1, max_length=512)
     trusted_proxies: list[str] = Field(default_factory=list, max_length=256)
 
     @field_validator("trusted_proxies", mode="before")
@@ -104,7 +108,39 @@ class ProxySection(ListenSection):
 
 class AdminSection(ListenSection):
     listen: str = "127.0.0.1:9090"
-    key: str | None = Field(default=None, min_length=16)
+    key: str | None = None
+    # Host header names the admin listener answers besides loopback and its listen host.
+    allowed_hosts: list[str] = Field(default_factory=list, max_length=256)
+    # A lambda: AttemptLimit is defined further down.
+    key_failures: AttemptLimit = Field(
+        default_factory=lambda: AttemptLimit(limit=10, window_seconds=60))
+
+    @field_validator("key")
+    @classmethod
+    def _strong(cls, v: str | None) -> str | None:
+        from gateway.policy.keystrength import key_weakness
+
+        weakness = None if v is None else key_weakness(v)
+        if weakness is not None:
+            raise ValueError(weakness)
+        return v
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, v: Any) -> Any:
+        # From the environment: TOKENGATE_ADMIN_ALLOWED_HOSTS="admin.internal,tokengate-admin"
+        return [item.strip() for item in v.split(",") if item.strip()] if isinstance(v, str) else v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        out = []
+        for item in v:
+            host = item.lower().removeprefix("[").removesuffix("]")
+            if host != "*" and not _is_hostname(host):
+                raise ValueError(f"not a host name or address: {item!r} (no port; '*' for any)")
+            out.append(host)
+        return out
 
 
 class UpstreamSection(_Section):
@@ -240,6 +276,16 @@ class Settings(_Section):
         compiled_policy(self)
         return self
 
+    @functools.cached_property
+    def assertion_audience(self) -> str:
+        """The ``aud`` of identity assertions: configured, else the upstream URL's origin."""
+        if self.proxy.assertion_audience is not None:
+            return self.proxy.assertion_audience
+        parts = urlsplit(self.upstream.url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
 
 def compiled_policy(settings: Settings) -> Any:
     """Compile deny rules, route classes and workspace scope from settings."""
@@ -300,16 +346,39 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+# Settings whose value is a secret: an error about one never echoes what was given.
+SECRET_SETTINGS = frozenset({"admin.key"})
+_SECRET_NAME = re.compile(r"secret|passw|(?:^|_)token$", re.IGNORECASE)
+# The password of a URL's userinfo (greedy to the last "@" of the authority, since a
+# password may hold an unencoded "@"), and secret-looking query parameters.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:?#]*:)[^\s/?#]*@")
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&](?:password|passwd|pass|pwd|secret|token|key)=)[^&#\s'\"]*", re.IGNORECASE)
+
+
+def redacted_url(text: str) -> str:
+    """``text`` with every URL password in it masked (``user:***@``, ``?password=***``)."""
+    if "://" not in text and "=" not in text:
+        return text
+    return _QUERY_SECRET.sub(r"\g<head>***", _URL_PASSWORD.sub(r"\g<head>***@", text))
+
+
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
     loc = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
+    given = err.get("input")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    elif "input" in err and not isinstance(err["input"], dict) and repr(err["input"]) not in msg:
-        msg = f"{msg} (got {err['input']!r})"
+    elif loc in SECRET_SETTINGS or _SECRET_NAME.search(loc.rpartition(".")[2]):
+        # Never echo a secret, even a malformed one (it may be the real key, mistyped).
+        if isinstance(given, str) and given:
+            msg = msg.replace(given, "***")
+    elif "input" in err and not isinstance(given, dict) and repr(given) not in msg:
+        msg = f"{msg} (got {given!r})"
     more = len(exc.errors()) - 1
-    return (f"{loc}: {msg}" if loc else msg) + (f" (and {more} more)" if more else "")
+    line = (f"{loc}: {msg}" if loc else msg) + (f" (and {more} more)" if more else "")
+    return redacted_url(line)
 
 
 def load_settings(
@@ -343,7 +412,7 @@ def load_settings(
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
     except ValueError as exc:  # a rule that failed to compile
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(redacted_url(str(exc))) from None
 
 
 def read_secret_file(path: str, what: str) -> str:

@@ -18,6 +18,8 @@ from typing import IO, Any, Final, Literal
 
 import orjson
 
+from gateway.config import redacted_url
+
 ACCESS_LOGGER: Final = "tokengate.access"
 # The keys of an access line, in the order they are written.
 ACCESS_FIELDS: Final = (
@@ -90,7 +92,8 @@ def _mask_match(m: re.Match[str]) -> str:
 
 def mask_text(text: str) -> str:
     """``text`` with anything that looks like a secret, credential or bearer token masked."""
-    return _SENSITIVE_TEXT.sub(_mask_match, text)
+    # URL passwords too (a store or upstream URL with credentials in it).
+    return _SENSITIVE_TEXT.sub(_mask_match, redacted_url(text))
 
 
 def redact(key: str, value: Any, _depth: int = 0) -> Any:

@@ -164,7 +164,8 @@ from pathlib import Path as _Path
 
 from gateway.keys import generate_master_key
 
-ADMIN_KEY = "test-admin-key-0123456789abcdef"
+# A strong key (openssl rand -hex 24): serve refuses short or guessable ones.
+ADMIN_KEY = "7a76502e9632acf9fa0c054284058f229eac8602a053d840"
 
 
 @_dataclass

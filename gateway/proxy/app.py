@@ -236,7 +236,9 @@ async def forward_handler(request: web.Request) -> web.StreamResponse:
         *identity_headers(identity),
     ]
     if gw.settings.proxy.assertion:
-        added.append(("X-Tokengate-Assertion", gw.signer.assertion(identity, gw.clock())))
+        added.append(("X-Tokengate-Assertion", gw.signer.assertion(
+            identity, gw.clock(), request_id=request[REQUEST_ID],
+            audience=gw.settings.assertion_audience)))
     response_headers = [
         *request.get(RATE_LIMIT_HEADERS, ()),
         ("X-Request-Id", request[REQUEST_ID]),

@@ -27,7 +27,7 @@ REQUIRED_ENV = {
     "TOKENGATE_ADMIN_LISTEN",
 }
 SECRET_ENV = {"TOKENGATE_MASTER_KEY", "TOKENGATE_ADMIN_KEY"}
-PLACEHOLDER_ADMIN_KEY = "a-placeholder-admin-key-for-tests"
+PLACEHOLDER_ADMIN_KEY = "a8ec6741aca122b6f835e84bddb0f0e216ec6af5500d9c97"  # strong, as serve insists
 
 
 def settings_from(env: dict[str, str]) -> Any:

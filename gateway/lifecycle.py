@@ -25,6 +25,7 @@ from gateway.policy.model import (
     TokenType,
     User,
     WorkspaceSettings,
+    new_user_generation,
 )
 from gateway.policy.permissions import (
     USERNAME,
@@ -95,7 +96,7 @@ class Lifecycle:
         ws = target_workspace(actor, workspace, self.settings.default_workspace)
         if not USERNAME.fullmatch(username):
             raise Unprocessable("username: 1-64 of letters, digits and _.@+- (not first)")
-        user = User(username, role, ws, self.clock())
+        user = User(username, role, ws, self.clock(), new_user_generation())
         try:
             await self.store.add_user(user)
         except AlreadyExists:

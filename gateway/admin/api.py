@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.lifecycle import Lifecycle
 from gateway.policy.errors import BadRequest, Unprocessable
 from gateway.policy.model import Role, TokenStatus, TokenType
-from gateway.policy.permissions import Actor
+from gateway.policy.permissions import WORKSPACE, Actor
 from gateway.proxy.app import GATEWAY
 
 ACTOR_HEADER = "X-Tokengate-Actor"
@@ -203,8 +203,13 @@ async def audit(request: web.Request) -> web.Response:
     # isdigit() alone also accepts digits like "²" that int() refuses.
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise Unprocessable("limit: must be an integer from 1 to 1000", extra={"field": "limit"})
+    # Each workspace has its own list; without one the operator reads every
+    # list (and the security list of events of no workspace) merged by time.
+    workspace = request.query.get("workspace") or None
+    if workspace is not None and not WORKSPACE.fullmatch(workspace):
+        raise Unprocessable("workspace: not a valid workspace name", extra={"field": "workspace"})
     actor = await _actor(request)
-    events = await _lifecycle(request).list_audit(actor, int(raw), request.query.get("workspace"))
+    events = await _lifecycle(request).list_audit(actor, int(raw), workspace)
     return _json({"events": [e.to_json() for e in events]})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,12 +32,19 @@ OPERATOR = "operator"
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """A user of one workspace."""
+    """A user of one workspace.
+
+    ``generation`` is a random id set when the user is created; bearer
+    tokens record it, so removing a user and adding one of the same name
+    never revives the old user's tokens. Users stored before it existed
+    have ``""`` (see ``policy.trusted.bearer_identity``).
+    """
 
     username: str
     role: Role
     workspace: str
     created_at: float
+    generation: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The user as the admin API shows it."""
@@ -106,6 +114,11 @@ class Identity:
     workspace: str
 
 
+def new_user_generation() -> str:
+    """A new user generation id (random, not secret)."""
+    return secrets.token_hex(8)
+
+
 def iso(ts: float | None) -> str | None:
     """Epoch seconds as an RFC 3339 UTC timestamp with millisecond precision."""
     if ts is None:
@@ -144,6 +157,12 @@ class Credential:
     record: TokenRecord
     owner: User | None
     settings: WorkspaceSettings
+
+
+NO_WORKSPACE = ""
+"""The ``workspace`` of an audit event that belongs to no tenant (a refused admin
+key, a ``secret_key`` naming a workspace without trusted auth): it goes to the
+operator's security list, never to a workspace's audit log."""
 
 
 @dataclass(frozen=True, slots=True)

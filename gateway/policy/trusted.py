@@ -43,7 +43,12 @@ class TrustedKey:
 
 @dataclass(frozen=True, slots=True)
 class BearerRecord:
-    """A minted bearer token as stored: its keyed hash, never the token."""
+    """A minted bearer token as stored: its keyed hash, never the token.
+
+    ``generation`` is the workspace key's, ``user_generation`` the user's
+    (``""`` for tokens minted before users had one).
+    """
+
 
     token_hash: str = field(repr=False)
     user: str
@@ -52,6 +57,7 @@ class BearerRecord:
     created_at: float
     expires_at: float
     revoked_at: float | None = None
+    user_generation: str = ""
 
     @property
     def public_id(self) -> str:
@@ -124,6 +130,19 @@ def user_id(user: User) -> str:
     return str(uuid.uuid5(USER_ID_NAMESPACE, f"{user.username}\0{user.created_at!r}"))
 
 
+def same_user(record: BearerRecord, owner: User) -> bool:
+    """Whether ``owner`` is the very user the bearer was minted for, not a later namesake.
+
+    A removed and re-added user has a new generation, so the old bearers stay
+    dead. Users and bearers from before generations existed both carry
+    ``""``; for them a bearer minted before the user record was created
+    belongs to an earlier namesake.
+    """
+    if owner.generation or record.user_generation:
+        return owner.generation == record.user_generation
+    return record.created_at >= owner.created_at
+
+
 def bearer_identity(credential: BearerCredential | None, *, now: float) -> Identity:
     """The identity a bearer acts as, or 401 with the reason.
 
@@ -143,7 +162,7 @@ def bearer_identity(credential: BearerCredential | None, *, now: float) -> Ident
                               reason="disabled_feature")
     owner = credential.owner
     if (credential.generation != record.generation or owner is None
-            or owner.workspace != record.workspace):
+            or owner.workspace != record.workspace or not same_user(record, owner)):
         raise Unauthenticated("this bearer token has been revoked", reason="revoked")
     return Identity(
         user=owner.username,

@@ -7,6 +7,8 @@ Implementations: :class:`gateway.store.redis.RedisStore` (production) and
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,7 +26,9 @@ from gateway.policy.ratelimit import RateDecision
 from gateway.policy.trusted import BearerCredential, BearerRecord, TrustedKey
 
 AUDIT_MAX = 10_000
-"""Audit events kept per deployment (oldest dropped first)."""
+"""Audit events kept per list (oldest dropped first): each workspace has its own
+list, and events of no workspace go to the operator's security list, so no
+workspace's traffic can push another's history out."""
 
 
 class StoreError(Exception):
@@ -120,10 +124,12 @@ class Store(Protocol):
 
     # audit
     async def append_audit(self, event: AuditEvent) -> None:
-        """Record an event (bounded to the newest :data:`AUDIT_MAX`)."""
+        """Record an event in its workspace's list, or in the security list for
+        ``NO_WORKSPACE`` (each bounded to the newest :data:`AUDIT_MAX`)."""
 
     async def list_audit(self, *, workspace: str | None, limit: int) -> list[AuditEvent]:
-        """The newest events first."""
+        """The newest events first: of one workspace (``NO_WORKSPACE``: the security
+        list), or for None of every list merged by time."""
 
     # rate limits
     async def hit_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
@@ -157,6 +163,15 @@ class Store(Protocol):
 
     async def revoke_bearer(self, token_hash: str, *, at: float) -> BearerRecord | None:
         """Revoke one bearer token (idempotent); None if unknown or expired."""
+
+
+def newest_first(lists: Iterable[Iterable[AuditEvent]], limit: int) -> list[AuditEvent]:
+    """Audit lists (each newest first) merged by time, newest first, at most ``limit``."""
+    return list(itertools.islice(heapq.merge(*lists, key=_at, reverse=True), limit))
+
+
+def _at(event: AuditEvent) -> float:
+    return event.at
 
 
 def owner_matches(record: TokenRecord, owner: str | None) -> bool:

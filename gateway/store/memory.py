@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from gateway.store.base import (
     AlreadyExists,
     Invalidation,
     InvalidationHandler,
+    newest_first,
     owner_matches,
     revocable,
 )
@@ -43,7 +45,8 @@ class MemoryStore:
         self._users: dict[str, User] = {}
         self._tokens: dict[str, TokenRecord] = {}
         self._settings: dict[str, WorkspaceSettings] = {}
-        self._audit: deque[AuditEvent] = deque(maxlen=AUDIT_MAX)
+        # One capped list per workspace; NO_WORKSPACE's is the security list.
+        self._audit: dict[str, deque[AuditEvent]] = {}
         self._handlers: list[InvalidationHandler] = []
         self._limiter = MemoryRateLimiter(clock)
 
@@ -161,18 +164,17 @@ class MemoryStore:
         await self.publish(Invalidation("all", workspace, self._clock()))
 
     async def append_audit(self, event: AuditEvent) -> None:
-        """Record an event."""
-        self._audit.append(event)
+        """Record an event in its workspace's list (no workspace: the security list)."""
+        events = self._audit.get(event.workspace)
+        if events is None:
+            events = self._audit[event.workspace] = deque(maxlen=AUDIT_MAX)
+        events.appendleft(event)
 
     async def list_audit(self, *, workspace: str | None, limit: int) -> list[AuditEvent]:
-        """The newest events first."""
-        out: list[AuditEvent] = []
-        for event in reversed(self._audit):
-            if workspace is None or event.workspace == workspace:
-                out.append(event)
-                if len(out) >= limit:
-                    break
-        return out
+        """The newest events first (of every list, merged by time, for None)."""
+        if workspace is not None:
+            return list(itertools.islice(self._audit.get(workspace, ()), limit))
+        return newest_first(self._audit.values(), limit)
 
     async def hit_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         """Count one request against a sliding window."""

@@ -5,7 +5,8 @@ Key layout (prefix ``tg:`` by default):
 * ``tg:user:<name>`` hash; ``tg:users`` and ``tg:ws:<ws>:users`` sets
 * ``tg:tok:{<token>}`` hash; ``tg:ws:<ws>:tokens`` zset (by creation time);
   ``tg:owner:<name>:tokens`` set
-* ``tg:ws:<ws>:settings`` hash; ``tg:audit`` capped list
+* ``tg:ws:<ws>:settings`` hash; ``tg:ws:<ws>:audit`` and ``tg:audit:security``
+  capped lists
 * ``tg:rl:{<key>}`` sliding-window zsets (see ``ratelimit.lua``)
 * ``tg:ws:<ws>:trusted`` hash (encrypted trusted-auth key, its generation);
   ``tg:tb:{<hash>}`` hash per trusted-auth bearer token, expiring with it
@@ -53,6 +54,7 @@ from gateway.store.base import (
     Invalidation,
     InvalidationHandler,
     StoreError,
+    newest_first,
 )
 from gateway.store.ratelimit_redis import RedisRateLimiter
 from gateway.store.resp import RespConnection, RespError
@@ -111,7 +113,8 @@ def _record(token: str, h: Mapping[str, str]) -> TokenRecord:
 
 
 def _user(username: str, h: Mapping[str, str]) -> User:
-    return User(username, Role(h["role"]), h["workspace"], float(h["created_at"]))
+    return User(username, Role(h["role"]), h["workspace"], float(h["created_at"]),
+                h.get("generation", ""))
 
 
 def _settings(h: Mapping[str, str]) -> WorkspaceSettings:
@@ -206,7 +209,7 @@ class RedisStore:
         """Add a user; AlreadyExists if taken."""
         key = self._user_key(user.username)
         fields = {"role": user.role.value, "workspace": user.workspace,
-                  "created_at": repr(user.created_at)}
+                  "created_at": repr(user.created_at), "generation": user.generation}
         async with self.client.pipeline(transaction=True) as pipe:
             # HSETNX on a marker field makes the existence check atomic.
             pipe.hsetnx(key, "username", user.username)
@@ -364,21 +367,43 @@ class RedisStore:
             pipe.publish(self.channel, msg)
             await pipe.execute()
 
-    # audit
+    # audit: ``tg:ws:<ws>:audit`` capped list per workspace (``tg:audit:workspaces``
+    # names them), ``tg:audit:security`` for events of no workspace; ``tg:audit``
+    # is the single list of older versions, still read
+    def _audit_key(self, workspace: str) -> str:
+        return self._ws(workspace, "audit") if workspace else self.prefix + "audit:security"
+
     @_wrap_errors
     async def append_audit(self, event: AuditEvent) -> None:
-        """Record an event, keeping the newest AUDIT_MAX."""
+        """Record an event in its workspace's list (or the security list), keeping AUDIT_MAX."""
         doc = orjson.dumps({"at": event.at, "event": event.event, "actor": event.actor,
                             "subject": event.subject, "workspace": event.workspace,
                             "detail": event.detail})
+        key = self._audit_key(event.workspace)
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.lpush(self.prefix + "audit", doc)
-            pipe.ltrim(self.prefix + "audit", 0, AUDIT_MAX - 1)
+            pipe.lpush(key, doc)
+            pipe.ltrim(key, 0, AUDIT_MAX - 1)
+            if event.workspace:
+                pipe.sadd(self.prefix + "audit:workspaces", event.workspace)
             await pipe.execute()
 
     @_wrap_errors
     async def list_audit(self, *, workspace: str | None, limit: int) -> list[AuditEvent]:
-        """The newest events first."""
+        """The newest events first (of every list, merged by time, for None)."""
+        if workspace is not None:
+            keys = [self._audit_key(workspace)]
+        else:
+            names = await self.client.smembers(self.prefix + "audit:workspaces")
+            keys = [self._audit_key(_s(n) or "") for n in sorted(names)]
+            keys.append(self._audit_key(""))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.lrange(key, 0, limit - 1)
+            lists = [[_event(raw) for raw in rows] for rows in await pipe.execute()]
+        lists.append(await self._legacy_audit(workspace, limit))
+        return newest_first(lists, limit)
+
+    async def _legacy_audit(self, workspace: str | None, limit: int) -> list[AuditEvent]:
         out: list[AuditEvent] = []
         start, page = 0, max(limit, 100)
         while len(out) < limit and start < AUDIT_MAX:
@@ -386,10 +411,9 @@ class RedisStore:
             if not rows:
                 break
             for raw in rows:
-                d = orjson.loads(raw)
-                if workspace is None or d["workspace"] == workspace:
-                    out.append(AuditEvent(d["at"], d["event"], d["actor"], d["subject"],
-                                          d["workspace"], d.get("detail") or {}))
+                event = _event(raw)
+                if workspace is None or event.workspace == workspace:
+                    out.append(event)
                     if len(out) >= limit:
                         break
             start += page
@@ -521,7 +545,7 @@ class RedisStore:
             pipe.hset(key, mapping={
                 "user": record.user, "workspace": record.workspace,
                 "generation": record.generation, "created_at": repr(record.created_at),
-                "expires_at": repr(record.expires_at),
+                "expires_at": repr(record.expires_at), "user_generation": record.user_generation,
             })
             pipe.pexpire(key, ttl_ms)
             await pipe.execute()
@@ -568,6 +592,12 @@ def _record_fields(r: TokenRecord) -> dict[str, str]:
     return fields
 
 
+def _event(raw: bytes | str) -> AuditEvent:
+    d = orjson.loads(raw)
+    return AuditEvent(d["at"], d["event"], d["actor"], d["subject"], d["workspace"],
+                      d.get("detail") or {})
+
+
 def _trusted_key(workspace: str, h: Mapping[str, str]) -> TrustedKey:
     return TrustedKey(workspace=workspace, generation=h["generation"], key_encrypted=h["key"],
                       enabled_at=float(h["enabled_at"]), enabled_by=h.get("enabled_by", ""))
@@ -578,4 +608,5 @@ def _bearer(token_hash: str, h: Mapping[str, str]) -> BearerRecord:
         token_hash=token_hash, user=h["user"], workspace=h["workspace"],
         generation=h["generation"], created_at=float(h["created_at"]),
         expires_at=float(h["expires_at"]), revoked_at=_f(h.get("revoked_at")),
+        user_generation=h.get("user_generation", ""),
     )

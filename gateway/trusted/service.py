@@ -32,7 +32,7 @@ from gateway.policy.errors import (
     Unauthenticated,
     Unprocessable,
 )
-from gateway.policy.model import Identity, Role, User, iso
+from gateway.policy.model import Identity, Role, User, iso, new_user_generation
 from gateway.policy.permissions import Actor, require_admin, target_workspace
 from gateway.policy.trusted import (
     BearerCredential,
@@ -202,6 +202,7 @@ class TrustedAuth:
             token_hash=self.keys.hash_secret(token), user=user.username,
             workspace=user.workspace, generation=key.generation,
             created_at=now, expires_at=now + request.validity_seconds,
+            user_generation=user.generation,
         )
         await self.store.create_bearer(record)
         if self.metrics is not None:
@@ -215,7 +216,7 @@ class TrustedAuth:
         ws, name = request.workspace, request.username
         user = await self.store.get_user(name)
         if user is None and request.auto_create:
-            created = User(name, Role.MEMBER, ws, self.clock())
+            created = User(name, Role.MEMBER, ws, self.clock(), new_user_generation())
             try:
                 await self.store.add_user(created)
             except AlreadyExists:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
-from gateway.policy.model import Role, User
+from gateway.policy.model import NO_WORKSPACE, AuditEvent, Role, User
 from gateway.policy.trusted import BearerRecord, TrustedKey
 from gateway.store.base import Store
 from gateway.store.memory import MemoryStore
+from gateway.store.redis import RedisStore
 from tests.conftest import FakeClock
 
 
@@ -126,3 +128,75 @@ async def test_memory_store_sweeps_bearers_nobody_presents(clock: FakeClock) -> 
     for i in range(1024):
         await store.create_bearer(bearer(f"new{i}", clock, validity=60))
     assert len(store._bearers) < 1100
+
+
+# --- user generations and the audit lists ------------------------------------
+
+
+async def test_user_and_bearer_generations_round_trip(store: Store, clock: FakeClock) -> None:
+    """A user's generation and the one a bearer was minted for come back as stored."""
+    mo = User("mo", Role.MEMBER, "acme", 1_800_000_000.0, generation="gen-1")
+    await store.add_user(mo)
+    assert await store.get_user("mo") == mo
+    assert [u.generation for u in await store.list_users("acme")] == ["gen-1"]
+    await store.enable_trusted_auth(key())
+    record = replace(bearer("h1", clock, user="mo"), user_generation="gen-1")
+    await store.create_bearer(record)
+    cred = await store.load_bearer("h1")
+    assert cred is not None and cred.record == record and cred.owner == mo
+
+
+async def test_re_added_user_has_the_new_generation(store: Store, clock: FakeClock) -> None:
+    """After removal and re-adding, loading an old bearer brings the new user's generation."""
+    await store.add_user(User("mo", Role.MEMBER, "acme", 1_800_000_000.0, generation="old"))
+    await store.create_bearer(replace(bearer("h1", clock, user="mo"), user_generation="old"))
+    await store.remove_user("mo", at=clock())
+    cred = await store.load_bearer("h1")
+    assert cred is not None and cred.owner is None
+    await store.add_user(User("mo", Role.ADMIN, "acme", 1_800_000_100.0, generation="new"))
+    cred = await store.load_bearer("h1")
+    assert cred is not None and cred.owner is not None
+    assert (cred.owner.generation, cred.record.user_generation) == ("new", "old")
+
+
+def event(at: float, subject: str, ws: str) -> AuditEvent:
+    return AuditEvent(1_800_000_000.0 + at, "e", "op", subject, ws, {"n": at})
+
+
+async def test_audit_lists_are_per_workspace_and_merged_by_time(store: Store) -> None:
+    """Each workspace reads only its own list, no workspace is the security list, and
+    the whole log is every list merged newest first."""
+    for at, subject, ws in [(1, "a1", "acme"), (2, "s1", NO_WORKSPACE), (3, "b1", "beta"),
+                            (4, "a2", "acme"), (5, "s2", NO_WORKSPACE), (6, "b2", "beta")]:
+        await store.append_audit(event(at, subject, ws))
+    subjects = [e.subject for e in await store.list_audit(workspace=None, limit=10)]
+    assert subjects == ["b2", "s2", "a2", "b1", "s1", "a1"]
+    assert [e.subject for e in await store.list_audit(workspace=None, limit=4)] == subjects[:4]
+    assert [e.subject for e in await store.list_audit(workspace="acme", limit=10)] == ["a2", "a1"]
+    assert [e.subject for e in await store.list_audit(workspace="acme", limit=1)] == ["a2"]
+    security = await store.list_audit(workspace=NO_WORKSPACE, limit=10)
+    assert [(e.subject, e.workspace) for e in security] == [("s2", ""), ("s1", "")]
+    assert await store.list_audit(workspace="nowhere", limit=10) == []
+
+
+async def test_redis_store_still_reads_the_single_list_of_older_versions(
+        redis_url: str) -> None:
+    """Events an older version wrote to the one ``tg:audit`` list still show, per workspace."""
+    import orjson
+    import redis.asyncio as aioredis
+
+    old = aioredis.Redis.from_url(redis_url)
+    for at, subject, ws in [(1, "old-a", "acme"), (3, "old-b", "beta")]:
+        await old.lpush("tg:audit", orjson.dumps({"at": 1_800_000_000.0 + at, "event": "e",
+                                                  "actor": "op", "subject": subject,
+                                                  "workspace": ws, "detail": {}}))
+    await old.aclose()
+    store = RedisStore(redis_url)
+    try:
+        await store.append_audit(event(2, "new-a", "acme"))
+        everything = await store.list_audit(workspace=None, limit=10)
+        assert [e.subject for e in everything] == ["old-b", "new-a", "old-a"]
+        acme = await store.list_audit(workspace="acme", limit=10)
+        assert [e.subject for e in acme] == ["new-a", "old-a"]
+    finally:
+        await store.close()

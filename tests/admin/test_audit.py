@@ -82,3 +82,21 @@ async def test_the_cli_reads_the_same_audit_log(gw: Gw) -> None:
                   env=cli_env(gw.gp.env["TOKENGATE_MASTER_KEY"]))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == (await gw.ok("GET", "/audit?limit=3"))["events"]
+
+
+async def test_the_operator_reads_every_workspace_merged_or_one_by_name(gw: Gw) -> None:
+    """Without `workspace` the operator reads every workspace's list merged newest first;
+    with it, only that workspace's; a malformed name is 422 naming `workspace`."""
+    await gw.add_user("dave", "member", actor="alice")
+    await gw.add_user("otto", "member", actor="olga")
+    await gw.add_user("erin", "member", actor="alice")
+    merged = (await gw.ok("GET", "/audit?limit=3"))["events"]
+    assert [(e["subject"], e["workspace"]) for e in merged] == [
+        ("erin", "default"), ("otto", "other"), ("dave", "default")]
+    others = (await gw.ok("GET", "/audit?limit=100&workspace=other"))["events"]
+    assert [e["subject"] for e in others] == ["otto", "oscar", "olga"]
+    assert (await gw.ok("GET", "/audit?workspace="))["events"][0]["subject"] == "erin"
+    for bad in ("-x", "a b", "x" * 65):
+        reply = await gw.call("GET", f"/audit?workspace={bad}")
+        assert reply.status == 422, (bad, reply.body)
+        assert reply.body["field"] == "workspace"

@@ -171,6 +171,9 @@ class StoreSection(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = Field(default="tg:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:_.-]+$")
     timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Connections to Redis per process (the hot-path one aside); past this, calls
+    # wait up to timeout_seconds for a free one instead of failing.
+    max_connections: int = Field(default=100, ge=2, le=10_000)
 
     @field_validator("url")
     @classmethod
@@ -246,6 +249,10 @@ class LogSection(_Section):
 class CacheSection(_Section):
     ttl_seconds: float = Field(default=300, ge=0, le=3600)
     max_entries: int = Field(default=100_000, ge=0, le=10_000_000)
+    # Token ids the store did not know, remembered briefly so a flood of made-up
+    # tokens costs one store call each per TTL; creating a token forgets it everywhere.
+    negative_ttl_seconds: float = Field(default=5, ge=0, le=300)
+    negative_max_entries: int = Field(default=100_000, ge=0, le=10_000_000)
 
 
 class LifecycleSection(_Section):

@@ -8,6 +8,7 @@ return value of :meth:`Lifecycle.create_token`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ from gateway.policy.permissions import (
     valid_name,
     visible_workspace,
 )
-from gateway.store.base import AlreadyExists, Store
+from gateway.store.base import AlreadyExists, Invalidation, Store, StoreError
 
 DAY = 86400.0
 
@@ -190,6 +191,11 @@ class Lifecycle:
             await self.store.create_token(record)
         except AlreadyExists:
             raise Conflict("a token with that id already exists") from None
+        # A replica may remember this id as unknown (tried before it existed, as
+        # an imported legacy token is): every one forgets that. Best effort: the
+        # token exists, and such a memory lasts seconds (cache.negative_ttl_seconds).
+        with contextlib.suppress(StoreError):
+            await self.store.publish(Invalidation("created", record.token, now))
         await self.audit("token.created", created_by, record.token, ws,
                          type=token_type.value, owner=owner, name=name)
         return NewToken(record, secret)

@@ -57,7 +57,9 @@ class Gateway:
         self.metrics.declare_deny_rules((r.name, r.mode) for r in self.policy.rules.rules)
         self.metrics.declare_store_operations(["load_credential", "rate_limit"])
         self.cache = CredentialCache(
-            ttl=settings.cache.ttl_seconds, max_entries=settings.cache.max_entries
+            ttl=settings.cache.ttl_seconds, max_entries=settings.cache.max_entries,
+            negative_ttl=settings.cache.negative_ttl_seconds,
+            negative_max_entries=settings.cache.negative_max_entries,
         )
         self.last_used = LastUsed(store)
         self.authenticator = Authenticator(

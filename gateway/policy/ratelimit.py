@@ -54,6 +54,18 @@ class RateDecision:
     reset: float
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A decision that recorded an admission, and when (for a later refund).
+
+    ``at_us`` is the admission's timestamp, or None if the request was rejected
+    and nothing was recorded.
+    """
+
+    decision: RateDecision
+    at_us: int | None
+
+
 def window_micros(window_seconds: float) -> int:
     """The window as whole microseconds; it must be at least one."""
     window_us = round(window_seconds * MICROS)
@@ -101,6 +113,20 @@ def peek(log: Sequence[int], now_us: int, limit: int, window_us: int) -> RateDec
     """Whether a request at ``now_us`` would be admitted, recording nothing."""
     kept = _live(log, now_us, limit, window_us)
     return _decision(kept, len(kept) < limit, now_us, limit, window_us)
+
+
+def refund(
+    log: Sequence[int], now_us: int, at_us: int, limit: int, window_us: int
+) -> tuple[RateDecision, list[int]]:
+    """Take back one admission recorded at ``at_us``; the decision a peek would now give.
+
+    A refunded attempt counts as if it had never been made. If the entry has
+    already left the window there is nothing to take back.
+    """
+    kept = _live(log, now_us, limit, window_us)
+    if at_us in kept:
+        kept.remove(at_us)  # entries sharing a timestamp are interchangeable
+    return _decision(kept, len(kept) < limit, now_us, limit, window_us), kept
 
 
 def _live(log: Sequence[int], now_us: int, limit: int, window_us: int) -> list[int]:

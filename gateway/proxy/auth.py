@@ -3,13 +3,21 @@
 The credential comes from the in-process cache when it can (no store round
 trip), from the store otherwise. Failed attempts are throttled per client
 address without touching the presented token's quota.
+
+Count first: a Basic credential that must be checked (not one this process
+already verified) takes a slot of its address's failure budget *before* its
+secret is compared, and gives it back if the secret was right. A burst of
+parallel guesses therefore gets at most ``limit`` verdicts; every later
+attempt from that address, the right secret included, is a 429.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import time
+from base64 import b64encode
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -18,6 +26,7 @@ from gateway.policy.authheader import BasicCredentials, parse_authorization
 from gateway.policy.authn import authenticate
 from gateway.policy.errors import TooManyRequests, Unauthenticated
 from gateway.policy.model import AuditEvent, Credential, Identity
+from gateway.policy.ratelimit import RateDecision, Reservation
 from gateway.proxy.cache import CredentialCache
 from gateway.proxy.lastused import LastUsed
 from gateway.store.base import Invalidation, Store
@@ -33,20 +42,39 @@ BearerResolver = Callable[[str], Awaitable[Identity]]
 BLOCKED_MAX = 100_000
 AUDIT_EVERY = 60.0
 VERIFIED_MAX = 100_000
+# A refused reservation while this process still checks other attempts of the
+# same address waits for them (right ones give their slots back) and asks
+# again, this many times at most: a backend presenting many users' tokens at
+# once from one address is not throttled for its own concurrency.
+RESERVE_ROUNDS = 3
 
 
 def client_key(address: str) -> str:
     """The key failed attempts are counted under: the address, or its /64 for IPv6.
 
     An IPv6 client usually controls a whole /64 and could otherwise rotate
-    addresses to escape the limit.
+    addresses to escape the limit. An IPv4-mapped address (``::ffff:a.b.c.d``,
+    from a dual-stack socket) is the IPv4 client it names.
     """
     if ":" not in address:
         return address
     try:
-        return str(ipaddress.IPv6Network(address + "/64", strict=False))
+        ip = ipaddress.IPv6Address(address)
     except ValueError:
         return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
+
+
+def memo_key(creds: BasicCredentials) -> str:
+    """The one spelling of a Basic credential the verified memo is keyed on.
+
+    It is what clients send (``Basic`` + standard base64), so their header
+    finds the memo with a single dict lookup; any other spelling of the same
+    credential is parsed and mapped here, so it cannot add entries.
+    """
+    return "Basic " + b64encode(f"{creds.token}:{creds.secret}".encode()).decode()
 
 
 class Authenticator:
@@ -73,7 +101,13 @@ class Authenticator:
         self.bearer: BearerResolver | None = None
         self._blocked: dict[str, float] = {}
         self._audited: dict[str, float] = {}
+        # memo_key -> (token, cache generation): credentials that verified.
         self._verified: dict[str, tuple[str, int]] = {}
+        # (client, memo_key) -> done: checks in flight, so that concurrent copies
+        # of one request wait for its verdict instead of each spending an attempt.
+        self._flights: dict[tuple[str, str], asyncio.Future[None]] = {}
+        # client -> checks in flight that hold a slot of its failure budget.
+        self._holding: dict[str, set[asyncio.Future[None]]] = {}
 
     async def __call__(self, authorization: str | None, address: str) -> Identity:
         """Authenticate one request from ``address`` (the peer's IP)."""
@@ -85,17 +119,22 @@ class Authenticator:
                 raise self._throttled(blocked_until - now)
             del self._blocked[client]
         try:
+            # The hot path: a header this process verified, spelled as clients do.
             verified = self._verified.get(authorization) if authorization else None
             if verified is not None and verified[1] == self.cache.generation:
                 credential = self.cache.get(verified[0])
                 if credential is not None:
                     return await self._checked(credential, True, now)
             creds = parse_authorization(authorization)
-            if isinstance(creds, BasicCredentials):
-                return await self._basic(creds, authorization or "", now)
-            if self.bearer is None:
-                raise Unauthenticated("invalid credentials", reason="unknown")
-            return await self.bearer(creds.token)
+            if not isinstance(creds, BasicCredentials):
+                if self.bearer is None:
+                    raise Unauthenticated("invalid credentials", reason="unknown")
+                return await self.bearer(creds.token)
+            key = memo_key(creds)
+            if key != authorization:  # another spelling of a maybe verified credential
+                identity = await self._remembered(key, now)
+                if identity is not None:
+                    return identity
         except Unauthenticated as exc:
             self.metrics.auth_failure(exc.reason)
             if authorization:
@@ -104,25 +143,76 @@ class Authenticator:
                 # whole NAT'd office throttled.
                 await self._count_failure(client, now)
             raise
+        return await self._basic(creds, key, client, now)
 
-    async def _basic(self, creds: BasicCredentials, header: str, now: float) -> Identity:
-        generation = self.cache.generation
-        credential = self.cache.get(creds.token)
+    async def _remembered(self, key: str, now: float) -> Identity | None:
+        """The identity of a credential this process verified (no HMAC), or None."""
+        verified = self._verified.get(key)
+        if verified is None or verified[1] != self.cache.generation:
+            return None
+        credential = self.cache.get(verified[0])
         if credential is None:
-            credential = await self._load(creds.token)
-            if credential is not None:
-                self.cache.put(creds.token, credential, generation=generation)
-        ok = credential is not None and self.keys.verify_secret(
-            creds.secret, credential.record.secret_hash
-        )
-        identity = await self._checked(credential, ok, now)
+            return None
+        return await self._checked(credential, True, now)
+
+    async def _basic(self, creds: BasicCredentials, key: str, client: str,
+                     now: float) -> Identity:
+        flight_key = (client, key)
+        flight = self._flights.get(flight_key)
+        if flight is not None:
+            # The same credential from the same address is being checked: its
+            # verdict (a memo entry on success) serves this request too.
+            await asyncio.shield(flight)
+        done = asyncio.get_running_loop().create_future()
+        self._flights[flight_key] = done
+        try:
+            return await self._verify(creds, key, client, now)
+        finally:
+            if self._flights.get(flight_key) is done:
+                del self._flights[flight_key]
+            done.set_result(None)
+
+    async def _verify(self, creds: BasicCredentials, key: str, client: str,
+                      now: float) -> Identity:
+        reservation: Reservation | None = None
+        holding = asyncio.get_running_loop().create_future()
+        try:
+            identity = await self._remembered(key, now)  # the check waited for succeeded
+            if identity is not None:
+                return identity
+            generation = self.cache.generation
+            # The reservation and the credential load go out together, so the
+            # cold path gains no round trip.
+            reservation, credential = await asyncio.gather(
+                self._reserve(client, holding), self.cache.load(creds.token, self._load))
+            ok = credential is not None and self.keys.verify_secret(
+                creds.secret, credential.record.secret_hash)
+            identity = await self._checked(credential, ok, now)
+        except Unauthenticated as exc:
+            self.metrics.auth_failure(exc.reason)
+            if reservation is None:  # failed before reserving (a remembered, now expired one)
+                await self._count_failure(client, now)
+            raise
+        finally:
+            self._release(client, holding)
         if len(self._verified) >= VERIFIED_MAX:
             self._verified.clear()
-        # Remember that this exact header verified, for as long as the cached
-        # credential stays valid: repeat requests skip decoding, checksums and
-        # the HMAC. Any invalidation bumps the generation and forgets it.
-        self._verified[header] = (creds.token, generation)
+        # Remember that this credential verified, for as long as the cached
+        # credential stays valid: repeat requests skip decoding, checksums,
+        # the HMAC and the budget. Any invalidation bumps the generation.
+        self._verified[key] = (creds.token, generation)
+        if reservation is not None and reservation.at_us is not None:
+            await self._refund(client, reservation.at_us)
         return identity
+
+    def _release(self, client: str, holding: asyncio.Future[None]) -> None:
+        held = self._holding.get(client)
+        if held is not None:
+            held.discard(holding)
+            if not held:
+                del self._holding[client]
+        if not holding.done():
+            holding.set_result(None)
 
     async def _checked(self, credential: Credential | None, ok: bool, now: float) -> Identity:
         try:
@@ -166,19 +256,48 @@ class Authenticator:
         finally:
             self.metrics.store_call("load_credential", time.perf_counter() - start, failed=failed)
 
+    async def _reserve(self, client: str, holding: asyncio.Future[None]) -> Reservation:
+        """A slot of ``client``'s failure budget, taken before its secret is checked; else 429."""
+        limits = self.settings.rate_limit.auth_failures
+        for _ in range(RESERVE_ROUNDS):
+            reservation = await self.store.reserve_rate_limit(
+                "authfail:" + client, limits.limit, limits.window_seconds)
+            if reservation.decision.allowed:
+                self._holding.setdefault(client, set()).add(holding)
+                return reservation
+            # Only checks holding a slot are waited for: they settle quickly and
+            # never wait themselves, so no two attempts wait on each other.
+            others = list(self._holding.get(client, ()))
+            if not others:
+                break
+            await asyncio.wait(others, timeout=self.settings.store.timeout_seconds)
+        await self._block_for(client, reservation.decision)
+        raise self._throttled(reservation.decision.retry_after)
+
+    async def _refund(self, client: str, at_us: int) -> None:
+        limits = self.settings.rate_limit.auth_failures
+        await self.store.refund_rate_limit(
+            "authfail:" + client, limits.limit, limits.window_seconds, at_us=at_us)
+
     async def _count_failure(self, client: str, now: float) -> None:
+        """Count a failure that needed no reservation (malformed, bearer, remembered)."""
         limits = self.settings.rate_limit.auth_failures
         decision = await self.store.hit_rate_limit(
             "authfail:" + client, limits.limit, limits.window_seconds
         )
         if decision.remaining == 0 or not decision.allowed:
-            until = now + max(decision.reset, 0.001)
-            self.block(client, until)
-            # Tell every replica, so none answers this address's next guess
-            # with a verdict (a 200 for the right secret would be an oracle).
-            await self.store.publish(Invalidation("block", client, until))
+            await self._block_for(client, decision)
         if not decision.allowed:
             raise self._throttled(decision.retry_after)
+
+    async def _block_for(self, client: str, decision: RateDecision) -> None:
+        until = self.clock() + max(decision.reset, 0.001)
+        if until <= self._blocked.get(client, 0.0):
+            return  # already known (a concurrent attempt told everyone)
+        self.block(client, until)
+        # Tell every replica, so none spends a store call on this address's
+        # next attempts (none could give a verdict: the budget is full).
+        await self.store.publish(Invalidation("block", client, until))
 
     def block(self, client: str, until: float) -> None:
         """Throttle ``client`` (an address key) until ``until`` without store calls."""

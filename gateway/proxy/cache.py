@@ -4,13 +4,18 @@ A hit saves the store round trip for the credential (the rate-limit call is
 then the only one on the hot path). Entries live at most ``ttl`` seconds;
 revocations, user removals and settings changes arrive through the store's
 invalidation channel and evict at once, on every process.
+
+A miss is loaded once however many requests want it at the same moment, and
+a token the store did not know is remembered as unknown for a few seconds,
+so a burst of made-up or not-yet-cached tokens cannot queue up store calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from gateway.policy.model import Credential
@@ -86,11 +91,79 @@ class PushCache(Generic[V]):
                 del self._entries[key]
 
 
+Fetch = Callable[[str], Awaitable[Credential | None]]
+
+
 class CredentialCache(PushCache[Credential]):
-    """API-token credentials, keyed by public token."""
+    """API-token credentials, keyed by public token, and the token ids known to be unknown."""
 
     def __init__(
-        self, *, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+        self, *, ttl: float, max_entries: int, negative_ttl: float = 0.0,
+        negative_max_entries: int = 0, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(ttl=ttl, max_entries=max_entries, kind="token",
                          owner_of=_credential_owner, clock=clock)
+        self.negative_ttl = negative_ttl
+        self.negative_max_entries = negative_max_entries
+        self._unknown: OrderedDict[str, float] = OrderedDict()  # token -> forget at
+        self._unknown_generation = 0  # bumped when a token may have become known
+        self._loads: dict[str, tuple[tuple[int, int], asyncio.Task[Credential | None]]] = {}
+
+    async def load(self, token: str, fetch: Fetch) -> Credential | None:
+        """The credential for ``token``: cached, known unknown, or fetched.
+
+        Concurrent misses for one token share one ``fetch``; its result is
+        cached unless an invalidation arrived while it was in flight.
+        """
+        credential = self.get(token)
+        if credential is not None:
+            return credential
+        forget_at = self._unknown.get(token)
+        if forget_at is not None:
+            if forget_at > self._clock():
+                return None
+            del self._unknown[token]
+        generations = (self.generation, self._unknown_generation)
+        flight = self._loads.get(token)
+        # Join a load only if nothing was invalidated since it started: one
+        # begun before a revocation may bring the record from before it.
+        if flight is None or flight[0] != generations:
+            task = asyncio.ensure_future(self._fill(token, fetch, generations))
+            self._loads[token] = (generations, task)
+            task.add_done_callback(lambda t: self._landed(token, t))
+            flight = (generations, task)
+        # Shielded: one waiter giving up must not cancel the load for the others.
+        return await asyncio.shield(flight[1])
+
+    async def _fill(self, token: str, fetch: Fetch, generations: tuple[int, int]) -> Credential | None:
+        credential = await fetch(token)
+        if credential is not None:
+            self.put(token, credential, generation=generations[0])
+        elif generations[1] == self._unknown_generation:
+            self._put_unknown(token)
+        return credential
+
+    def _landed(self, token: str, task: asyncio.Task[Credential | None]) -> None:
+        flight = self._loads.get(token)
+        if flight is not None and flight[1] is task:
+            del self._loads[token]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have gone
+
+    def _put_unknown(self, token: str) -> None:
+        if self.negative_ttl <= 0 or self.negative_max_entries <= 0:
+            return
+        self._unknown[token] = self._clock() + self.negative_ttl
+        self._unknown.move_to_end(token)
+        while len(self._unknown) > self.negative_max_entries:
+            self._unknown.popitem(last=False)
+
+    def invalidate(self, message: Invalidation | None) -> None:
+        """Also forget unknown tokens: one that was ``created``, all of them for ``all``."""
+        if message is None or message.kind == "all":
+            self._unknown_generation += 1
+            self._unknown.clear()
+        elif message.kind == "created":
+            self._unknown_generation += 1
+            self._unknown.pop(message.key, None)
+        super().invalidate(message)

@@ -22,7 +22,7 @@ from gateway.policy.model import (
     User,
     WorkspaceSettings,
 )
-from gateway.policy.ratelimit import RateDecision
+from gateway.policy.ratelimit import RateDecision, Reservation
 from gateway.policy.trusted import BearerCredential, BearerRecord, TrustedKey
 
 AUDIT_MAX = 10_000
@@ -45,7 +45,8 @@ class Invalidation:
 
     ``kind`` is ``token`` (``key`` a public token), ``bearer`` (``key`` a
     trusted-auth bearer's hash), ``user`` (``key`` a username: drop every
-    token of that owner) or ``all``; ``block`` is not
+    token of that owner) or ``all``; ``created`` (``key`` a public token that
+    now exists: forget having seen it unknown) evicts nothing; ``block`` is not
     about the cache: ``key`` (a client address) used up its failed-auth
     budget and is throttled until ``at`` on every process.
     """
@@ -137,6 +138,18 @@ class Store(Protocol):
 
     async def peek_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         """Would a request under ``key`` be admitted now? Records nothing."""
+
+    async def reserve_rate_limit(self, key: str, limit: int, window_seconds: float) -> Reservation:
+        """:meth:`hit_rate_limit`, also returning when the admission was recorded.
+
+        For counting an attempt before it is checked: reserve, check, and
+        :meth:`refund_rate_limit` if it turned out not to count (a right secret).
+        """
+
+    async def refund_rate_limit(
+        self, key: str, limit: int, window_seconds: float, *, at_us: int
+    ) -> RateDecision:
+        """Take back the admission reserved at ``at_us`` (a no-op once it left the window)."""
 
     # invalidation
     async def subscribe(self, handler: InvalidationHandler) -> None:

@@ -23,7 +23,7 @@ from gateway.policy.model import (
     User,
     WorkspaceSettings,
 )
-from gateway.policy.ratelimit import RateDecision
+from gateway.policy.ratelimit import RateDecision, Reservation
 from gateway.policy.trusted import BearerCredential, BearerRecord, TrustedKey
 from gateway.store.base import (
     AUDIT_MAX,
@@ -183,6 +183,16 @@ class MemoryStore:
     async def peek_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         """Would a request be admitted now?"""
         return await self._limiter.peek(key, limit, window_seconds)
+
+    async def reserve_rate_limit(self, key: str, limit: int, window_seconds: float) -> Reservation:
+        """Count one request, saying when it was recorded."""
+        return await self._limiter.reserve(key, limit, window_seconds)
+
+    async def refund_rate_limit(
+        self, key: str, limit: int, window_seconds: float, *, at_us: int
+    ) -> RateDecision:
+        """Take back a reserved request."""
+        return await self._limiter.refund(key, limit, window_seconds, at_us=at_us)
 
     async def subscribe(self, handler: InvalidationHandler) -> None:
         """Deliver invalidations published in this process."""

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.policy.ratelimit import RateDecision, decide, peek, to_micros, window_micros
+from gateway.policy.ratelimit import (
+    RateDecision,
+    Reservation,
+    decide,
+    peek,
+    refund,
+    to_micros,
+    window_micros,
+)
 
 # Idle keys are swept every max(_SWEEP_EVERY, number of keys) checks, so a
 # sweep's O(keys) cost is O(1) amortised per check.
@@ -51,6 +59,29 @@ class MemoryRateLimiter:
         else:
             self._windows.pop(key, None)
         self._maybe_sweep(now)
+        return decision
+
+    async def reserve(
+        self, key: str, limit: int, window_seconds: float, *, now_us: int | None = None
+    ) -> Reservation:
+        """:meth:`hit`, also saying when the admission was recorded (for :meth:`refund`)."""
+        now = self._now(now_us)
+        decision = await self.hit(key, limit, window_seconds, now_us=now)
+        return Reservation(decision, now if decision.allowed else None)
+
+    async def refund(
+        self, key: str, limit: int, window_seconds: float, *, at_us: int,
+        now_us: int | None = None,
+    ) -> RateDecision:
+        """Take back the admission :meth:`reserve` recorded at ``at_us``; the window after."""
+        now = self._now(now_us)
+        window_us = window_micros(window_seconds)
+        held = self._windows.get(key)
+        decision, log = refund(held.log if held else (), now, at_us, limit, window_us)
+        if log:
+            self._windows[key] = _Window(log, window_us)
+        else:
+            self._windows.pop(key, None)
         return decision
 
     async def peek(

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.asyncio
 
-from gateway.policy.ratelimit import RateDecision, decision_from, window_micros
+from gateway.policy.ratelimit import RateDecision, Reservation, decision_from, window_micros
 from gateway.store.resp import RespConnection, RespError, pack
 
 _SCRIPT = (Path(__file__).parent / "lua" / "ratelimit.lua").read_text("utf-8")
@@ -48,28 +48,47 @@ class RedisRateLimiter:
         self, key: str, limit: int, window_seconds: float, *, now_us: int | None = None
     ) -> RateDecision:
         """Admit and record a request for ``key`` if its window has room (time from Redis TIME)."""
-        return await self._run("hit", key, limit, window_seconds, now_us)
+        return (await self._run("hit", key, limit, window_seconds, now_us))[0]
+
+    async def reserve(
+        self, key: str, limit: int, window_seconds: float, *, now_us: int | None = None
+    ) -> Reservation:
+        """:meth:`hit`, also saying when the admission was recorded (for :meth:`refund`)."""
+        decision, at_us = await self._run("hit", key, limit, window_seconds, now_us)
+        return Reservation(decision, at_us if decision.allowed else None)
+
+    async def refund(
+        self, key: str, limit: int, window_seconds: float, *, at_us: int,
+        now_us: int | None = None,
+    ) -> RateDecision:
+        """Take back the admission :meth:`reserve` recorded at ``at_us``; the window after."""
+        return (await self._run("refund", key, limit, window_seconds, now_us, at_us))[0]
 
     async def peek(
         self, key: str, limit: int, window_seconds: float, *, now_us: int | None = None
     ) -> RateDecision:
         """Whether a request for ``key`` would be admitted now, recording nothing."""
-        return await self._run("peek", key, limit, window_seconds, now_us)
+        return (await self._run("peek", key, limit, window_seconds, now_us))[0]
 
     async def _run(
-        self, mode: str, key: str, limit: int, window_seconds: float, now_us: int | None
-    ) -> RateDecision:
+        self, mode: str, key: str, limit: int, window_seconds: float, now_us: int | None,
+        at_us: int | None = None,
+    ) -> tuple[RateDecision, int]:
         if limit < 1:
             raise ValueError(f"rate limit must be at least 1, got {limit!r}")
         window_us = window_micros(window_seconds)
         args: list[Any] = [limit, window_us, mode, "" if now_us is None else now_us]
+        if at_us is not None:
+            args.append(at_us)
         if self._fast is not None:
-            allowed, count, reset_us = await self._run_fast(self.redis_key(key), args)
+            allowed, count, reset_us, used_us = await self._run_fast(self.redis_key(key), args)
         else:
-            allowed, count, reset_us = await self._script(keys=[self.redis_key(key)], args=args)
-        return decision_from(
+            allowed, count, reset_us, used_us = await self._script(
+                keys=[self.redis_key(key)], args=args)
+        decision = decision_from(
             allowed=bool(allowed), limit=limit, count=int(count), reset_us=int(reset_us)
         )
+        return decision, int(used_us)
 
     async def _run_fast(self, redis_key: str, args: list[Any]) -> Any:
         assert self._fast is not None

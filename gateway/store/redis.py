@@ -46,7 +46,7 @@ from gateway.policy.model import (
     User,
     WorkspaceSettings,
 )
-from gateway.policy.ratelimit import RateDecision
+from gateway.policy.ratelimit import RateDecision, Reservation
 from gateway.policy.trusted import BearerCredential, BearerRecord, TrustedKey
 from gateway.store.base import (
     AUDIT_MAX,
@@ -59,10 +59,11 @@ from gateway.store.base import (
 from gateway.store.ratelimit_redis import RedisRateLimiter
 from gateway.store.resp import RespConnection, RespError
 from gateway.store.sentinel import SCHEME as SENTINEL_SCHEME
-from gateway.store.sentinel import parse_sentinel_url
+from gateway.store.sentinel import BlockingSentinelPool, parse_sentinel_url
 
 log = logging.getLogger("tokengate.store")
 TOUCH_BATCH = 1000
+DEFAULT_MAX_CONNECTIONS = 100
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -133,11 +134,17 @@ class RedisStore:
     """Store on one Redis server (``redis://``, ``rediss://``, ``unix://``), or on the
     master that Sentinel names (``redis+sentinel://``)."""
 
-    def __init__(self, url: str, *, prefix: str = "tg:", timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, prefix: str = "tg:", timeout: float = 2.0,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         self.prefix = prefix
         self.channel = prefix + "invalidate"
+        # A waiting pool: under a burst, calls queue for a free connection (for
+        # at most ``timeout``) instead of failing, as redis-py's default pool
+        # does past its size. The pub/sub listener holds one connection of it;
+        # the hot-path rate-limit call has its own (RespConnection).
         options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
-                                   "health_check_interval": 30}
+                                   "health_check_interval": 30,
+                                   "max_connections": max_connections, "timeout": timeout}
         self._sentinel: Sentinel | None = None
         if url.startswith(SENTINEL_SCHEME + "://"):
             target = parse_sentinel_url(url)
@@ -150,7 +157,8 @@ class RedisStore:
             self._sentinel = sentinel
             self.client: aioredis.Redis = sentinel.master_for(
                 target.service, db=target.db, username=target.username,
-                password=target.password, **options)
+                password=target.password, connection_pool_class=BlockingSentinelPool,
+                **options)
             auth = f"{target.username or ''}:{quote(target.password or '')}@" \
                 if target.password else ""
 
@@ -161,7 +169,8 @@ class RedisStore:
             self._fast = RespConnection(f"redis://{auth}sentinel/{target.db}",
                                         timeout=timeout, resolve=master)
         else:
-            self.client = aioredis.Redis.from_url(url, **options)
+            self.client = aioredis.Redis.from_pool(
+                aioredis.BlockingConnectionPool.from_url(url, **options))
             self._fast = RespConnection(url, timeout=timeout)
         self._limiter = RedisRateLimiter(self.client, prefix, fast=self._fast)
         self._scripts = {
@@ -429,6 +438,18 @@ class RedisStore:
     async def peek_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         """Would a request be admitted now? Records nothing."""
         return await self._limiter.peek(key, limit, window_seconds)
+
+    @_wrap_errors
+    async def reserve_rate_limit(self, key: str, limit: int, window_seconds: float) -> Reservation:
+        """One atomic script call that also returns the admission's timestamp."""
+        return await self._limiter.reserve(key, limit, window_seconds)
+
+    @_wrap_errors
+    async def refund_rate_limit(
+        self, key: str, limit: int, window_seconds: float, *, at_us: int
+    ) -> RateDecision:
+        """Take back a reserved admission, in one atomic script call."""
+        return await self._limiter.refund(key, limit, window_seconds, at_us=at_us)
 
     # invalidation
     async def subscribe(self, handler: InvalidationHandler) -> None:

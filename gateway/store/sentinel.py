@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.sentinel import SentinelConnectionPool
+
 SCHEME = "redis+sentinel"
 DEFAULT_PORT = 26379
 
@@ -54,3 +57,12 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
         db=int(segments[1]) if len(segments) == 2 else 0,
         username=username, password=password,
     )
+
+
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Connections to the master Sentinel names; when all are busy, wait for one.
+
+    redis-py's Sentinel pool raises once ``max_connections`` are in use, so a
+    burst would turn into 503s; like the single-server store, this one queues
+    (for at most its ``timeout``) instead.
+    """

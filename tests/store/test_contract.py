@@ -213,3 +213,42 @@ async def test_touch_many_tokens_at_once(store: Store) -> None:
     await store.touch({f"t{i}": NOW + i for i in range(2500)})
     for i in (0, 999, 1000, 2499):
         assert (await store.get_token(f"t{i}")).last_used_at == NOW + i  # type: ignore[union-attr]
+
+
+async def test_reserve_then_refund_gives_the_slot_back(store: Store) -> None:
+    """A reservation counts like a hit and says when; refunding it frees exactly that slot."""
+    first = await store.reserve_rate_limit("authfail:a", 2, 60)
+    second = await store.reserve_rate_limit("authfail:a", 2, 60)
+    third = await store.reserve_rate_limit("authfail:a", 2, 60)
+    assert [r.decision.allowed for r in (first, second, third)] == [True, True, False]
+    assert first.at_us is not None and second.at_us is not None and third.at_us is None
+    after = await store.refund_rate_limit("authfail:a", 2, 60, at_us=first.at_us)
+    assert (after.allowed, after.remaining) == (True, 1)
+    assert (await store.reserve_rate_limit("authfail:a", 2, 60)).decision.allowed
+    assert not (await store.reserve_rate_limit("authfail:a", 2, 60)).decision.allowed
+
+
+async def test_refund_of_nothing_changes_nothing(store: Store) -> None:
+    """Refunding a timestamp the window does not hold (or an empty key) frees no slot."""
+    taken = await store.reserve_rate_limit("authfail:b", 1, 60)
+    assert taken.at_us is not None
+    stale = await store.refund_rate_limit("authfail:b", 1, 60, at_us=taken.at_us - 1)
+    assert (stale.allowed, stale.remaining) == (False, 0)
+    empty = await store.refund_rate_limit("authfail:none", 1, 60, at_us=taken.at_us)
+    assert (empty.allowed, empty.remaining) == (True, 1)
+    assert not (await store.peek_rate_limit("authfail:b", 1, 60)).allowed
+
+
+async def test_concurrent_reservations_never_exceed_the_budget(store: Store) -> None:
+    """Of 30 concurrent reservations against a budget of 5, exactly 5 are admitted."""
+    got = await asyncio.gather(*(store.reserve_rate_limit("authfail:c", 5, 60) for _ in range(30)))
+    assert sum(r.decision.allowed for r in got) == 5
+    assert all((r.at_us is None) != r.decision.allowed for r in got)
+
+
+async def test_created_tokens_are_announced(store: Store) -> None:
+    """A ``created`` invalidation reaches subscribers like the others (caches forget unknowns)."""
+    got: list[Invalidation | None] = []
+    await store.subscribe(got.append)
+    await store.publish(Invalidation("created", "t9", NOW))
+    assert await until(lambda: Invalidation("created", "t9", NOW) in got)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.policy.ratelimit import RateDecision, decide, peek
+from gateway.policy.ratelimit import RateDecision, decide, peek, refund
 from gateway.store.ratelimit_memory import MemoryRateLimiter
 from gateway.store.ratelimit_redis import RedisRateLimiter
 from gateway.store.resp import RespConnection
@@ -128,6 +128,62 @@ async def test_redis_memory_and_reference_agree(
         assert got_redis == expected, op
         assert got_fast == expected, op
         assert got_memory == expected, op
+
+
+@st.composite
+def attempts(draw: st.DrawFn) -> tuple[int, int, list[tuple[int, int | None]]]:
+    """A limit, a window, and steps of (time step, None to reserve | i to refund reservation i)."""
+    limit = draw(st.integers(1, 4))
+    window = draw(st.integers(S, 3 * S))
+    steps: list[tuple[int, int | None]] = []
+    made = 0
+    for _ in range(draw(st.integers(1, 30))):
+        step = draw(st.one_of(st.just(0), st.integers(1, 50),
+                              st.sampled_from([window - 1, window, window + 1])))
+        target = draw(st.one_of(st.none(), st.integers(0, made - 1))) if made else None
+        made += target is None
+        steps.append((step, target))
+    return limit, window, steps
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=attempts())
+async def test_reserve_and_refund_agree_with_the_reference(
+    case: tuple[int, int, list[tuple[int, int | None]]],
+    client: redis.asyncio.Redis, fast: RespConnection,
+) -> None:
+    """Reservations and refunds (also of rejected, refunded or expired ones) decide the same
+    in the pure function, the Redis script (both connections) and the memory limiter."""
+    limit, window_us, steps = case
+    example = next(_examples)
+    on_redis = RedisRateLimiter(client, prefix=f"rtest{example}:")
+    on_fast = RedisRateLimiter(client, prefix=f"rfast{example}:", fast=fast)
+    clock = FakeClock()
+    in_memory = MemoryRateLimiter(clock)
+    log: list[int] = []
+    stamps: list[int | None] = []  # per reservation: when admitted, None if rejected
+    now, window_s = T0, window_us / S
+    for step, target in steps:
+        now += step
+        clock.now = now / S
+        if target is None:
+            expected, log = decide(log, now, limit, window_us)
+            got = [await on_redis.reserve("k", limit, window_s, now_us=now),
+                   await on_fast.reserve("k", limit, window_s, now_us=now),
+                   await in_memory.reserve("k", limit, window_s)]
+            assert {r.at_us for r in got} == {now if expected.allowed else None}
+            assert [r.decision for r in got] == [expected] * 3
+            stamps.append(now if expected.allowed else None)
+        else:
+            at = stamps[target]
+            if at is None:
+                continue  # a rejected attempt holds no slot to give back
+            expected, log = refund(log, now, at, limit, window_us)
+            decisions = [await on_redis.refund("k", limit, window_s, at_us=at, now_us=now),
+                         await on_fast.refund("k", limit, window_s, at_us=at, now_us=now),
+                         await in_memory.refund("k", limit, window_s, at_us=at)]
+            assert decisions == [expected] * 3
 
 
 async def test_same_microsecond_requests_each_count(client: redis.asyncio.Redis) -> None:

@@ -14,19 +14,23 @@
 -- KEYS[1]  sorted set of admitted requests: score = timestamp in microseconds
 -- ARGV[1]  limit            (integer >= 1)
 -- ARGV[2]  window_us        (integer >= 1)
--- ARGV[3]  "hit" records an admitted request, "peek" only looks
+-- ARGV[3]  "hit" records an admitted request, "peek" only looks, "refund"
+--          takes back the admission recorded at ARGV[5] (policy.ratelimit.refund)
 -- ARGV[4]  now_us, optional (empty or absent: Redis TIME)
+-- ARGV[5]  for "refund": the timestamp (us) the admission was recorded at
 --
--- Returns {allowed (1/0), count, reset_us}: count is the number of entries in
--- the window after this request, reset_us the microseconds until the entry
--- that blocks the next admission leaves (policy.ratelimit.decision_from).
+-- Returns {allowed (1/0), count, reset_us, now_us}: count is the number of
+-- entries in the window after this request, reset_us the microseconds until
+-- the entry that blocks the next admission leaves (policy.ratelimit.decision_from),
+-- now_us the time used (an admitted hit's entry carries it, for a refund).
 --
 -- Timestamps are integers below 2^53, exact in Lua's doubles.
 
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local record = ARGV[3] == 'hit'
+local mode = ARGV[3]
+local record = mode == 'hit'
 
 local now
 if ARGV[4] ~= nil and ARGV[4] ~= '' then
@@ -38,6 +42,15 @@ end
 
 -- Entries with ts <= now - window have left the window (inclusive range).
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if mode == 'refund' then
+  -- Entries sharing a score are interchangeable (they leave the window
+  -- together), so removing any one at that timestamp is exact.
+  local at = ARGV[5]
+  local taken = redis.call('ZRANGEBYSCORE', key, at, at, 'LIMIT', 0, 1)
+  if taken[1] then
+    redis.call('ZREM', key, taken[1])
+  end
+end
 local count = redis.call('ZCARD', key)
 
 local allowed = count < limit
@@ -61,4 +74,4 @@ if count > 0 then
   reset = tonumber(blocker[2]) + window - now
 end
 
-return {allowed and 1 or 0, count, reset}
+return {allowed and 1 or 0, count, reset, now}

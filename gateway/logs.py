@@ -92,8 +92,11 @@ def _mask_match(m: re.Match[str]) -> str:
 
 def mask_text(text: str) -> str:
     """``text`` with anything that looks like a secret, credential or bearer token masked."""
-    # URL passwords too (a store or upstream URL with credentials in it).
-    return _SENSITIVE_TEXT.sub(_mask_match, redacted_url(text))
+    # URL passwords too (a store or upstream URL with credentials in it); a
+    # plain path is left to the patterns above (they catch "password=...").
+    if "://" in text:
+        text = redacted_url(text)
+    return _SENSITIVE_TEXT.sub(_mask_match, text)
 
 
 def redact(key: str, value: Any, _depth: int = 0) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from importlib import resources
 
@@ -10,8 +9,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.admin.api import register_api
+from gateway.admin.guard import AdminGuard
 from gateway.metrics import exposition
-from gateway.policy.errors import NotFound, Problem, StoreUnavailable, Unauthenticated
+from gateway.policy.errors import NotFound, Problem, StoreUnavailable
 from gateway.proxy.app import GATEWAY
 from gateway.proxy.problems import http_problem, problem_response
 from gateway.runtime import Gateway
@@ -23,10 +23,7 @@ log = logging.getLogger("tokengate.admin")
 API_PREFIX = "/admin/api/"
 
 
-def _bad_admin_key() -> Unauthenticated:
-    problem = Unauthenticated("a valid admin key is required", reason="malformed")
-    problem.headers["WWW-Authenticate"] = 'Bearer realm="tokengate-admin"'
-    return problem
+GUARD = web.AppKey("admin_guard", AdminGuard)
 
 
 @web.middleware
@@ -49,17 +46,12 @@ async def admin_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 @web.middleware
-async def admin_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """``/admin/api`` needs ``Authorization: Bearer <admin key>`` (constant-time)."""
+async def admin_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request: a ``Host`` this listener answers; ``/admin/api``: the admin key."""
+    guard = request.app[GUARD]
+    guard.check_host(request.headers.get("Host"))
     if request.path.startswith(API_PREFIX) and request.path != API_PREFIX + "openapi.json":
-        expected = request.app[GATEWAY].settings.admin.key
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        if (
-            expected is None
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(presented.strip().encode(), expected.encode())
-        ):
-            raise _bad_admin_key()
+        await guard.check_key(request.headers.get("Authorization"), request.remote or "")
     return await handler(request)
 
 
@@ -125,8 +117,10 @@ async def jwks(request: web.Request) -> web.Response:
 
 def build_admin_app(gw: Gateway) -> web.Application:
     """The admin listener's application."""
-    app = web.Application(middlewares=[admin_errors, admin_key], client_max_size=256 * 1024)
+    app = web.Application(middlewares=[admin_errors, admin_gate], client_max_size=256 * 1024)
     app[GATEWAY] = gw
+    app[GUARD] = AdminGuard(config=gw.settings.admin, store=gw.store, metrics=gw.metrics,
+                            clock=gw.clock)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

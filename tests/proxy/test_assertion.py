@@ -62,10 +62,9 @@ async def test_upstream_receives_a_verifiable_assertion(
 async def test_no_assertion_unless_enabled(make_gateway, upstream: RecordingUpstream) -> None:  # type: ignore[no-untyped-def]
     """By default no assertion header is added (and a client's copy is stripped)."""
     g: InProcess = await make_gateway()
-    async with aiohttp.ClientSession() as s:
-        async with s.get(g.proxy + "/x", headers={"Authorization": basic(g.token, g.secret),
-                                                  "X-Tokengate-Assertion": "forged"}) as r:
-            assert r.status == 200
+    headers = {"Authorization": basic(g.token, g.secret), "X-Tokengate-Assertion": "forged"}
+    async with aiohttp.ClientSession() as s, s.get(g.proxy + "/x", headers=headers) as r:
+        assert r.status == 200
     assert not [k for k, _ in upstream.seen[-1].headers if k.lower() == "x-tokengate-assertion"]
 
 

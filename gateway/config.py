@@ -227,6 +227,11 @@ class TrustedAuthSection(_Section):
     default_validity_seconds: int = Field(default=300, ge=1)
     max_validity_seconds: int = Field(default=86400, ge=1)
     key_failures: AttemptLimit = AttemptLimit(limit=10, window_seconds=60)
+    # Refused keys are audited as at most one event per source address (IPv6:
+    # /64) and workspace per interval, and at most audit_events_per_interval
+    # per workspace, so unauthenticated traffic cannot flush an audit log.
+    audit_interval_seconds: float = Field(default=60, gt=0, le=86400)
+    audit_events_per_interval: int = Field(default=10, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _order(self) -> TrustedAuthSection:
@@ -365,12 +370,9 @@ _QUERY_SECRET = re.compile(
 
 def redacted_url(text: str) -> str:
     """``text`` with every URL password in it masked (``user:***@``, ``?password=***``)."""
-    # Each pattern only where it can match: this runs on every log record.
-    if "://" in text:
-        text = _URL_PASSWORD.sub(r"\g<head>***@", text)
-    if "=" in text:
-        text = _QUERY_SECRET.sub(r"\g<head>***", text)
-    return text
+    if "://" not in text and "=" not in text:
+        return text
+    return _QUERY_SECRET.sub(r"\g<head>***", _URL_PASSWORD.sub(r"\g<head>***@", text))
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -11,7 +11,6 @@ audit events name a bearer by its public id.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from gateway.policy.errors import (
     Conflict,
     NotFound,
     Problem,
-    TooManyRequests,
     Unauthenticated,
     Unprocessable,
 )
@@ -44,6 +42,7 @@ from gateway.policy.trusted import (
 from gateway.proxy.cache import PushCache
 from gateway.store.base import AlreadyExists, Store
 from gateway.trusted.endpoints import public_routes
+from gateway.trusted.guard import KeyGuard
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -52,7 +51,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokengate.trusted")
 
 AUTO_CREATE_ACTOR = "trusted-auth"
-REFUSED_ACTOR = "anonymous"
 REFUSED = "the secret_key is not valid for this workspace, or trusted authentication is disabled"
 OTHER_WORKSPACE = "other"  # metrics label for a refused key of a workspace with no key
 
@@ -97,6 +95,8 @@ class TrustedAuth:
         self.settings: Settings = lifecycle.settings
         self.clock: Callable[[], float] = lifecycle.clock
         self.metrics = metrics
+        self.guard = KeyGuard(lifecycle=lifecycle, config=self.settings.trusted_auth,
+                              metrics=metrics)
         # Validated bearers, so a proxied request costs only its rate-limit
         # call; revocation, disabling and user removal are pushed (see install).
         self.cache: PushCache[BearerCredential] = PushCache(
@@ -169,25 +169,20 @@ class TrustedAuth:
                         endpoint: str) -> TrustedKey:
         """The workspace's key if ``presented`` is it; else 401 (429 past the limit).
 
-        A client address over its failure budget gets 429 before any key is
-        compared, so the limit cannot be used as an oracle.
+        The attempt takes a slot of the client's failure budget before any
+        key is compared (a right key gives it back), so neither the limit
+        nor a burst of parallel guesses can be used as an oracle.
         """
-        limits = self.settings.trusted_auth.key_failures
-        budget = "trustedkey:" + client
-        peek = await self.store.peek_rate_limit(budget, limits.limit, limits.window_seconds)
-        if not peek.allowed:
-            raise _throttled(peek.retry_after)
+        attempt = await self.guard.reserve(client)
         key = await self.store.get_trusted_key(workspace)
         if key is not None and trusted.key_matches(presented, self._plaintext(key)):
+            await self.guard.refund(attempt)
             return key
         reason = "wrong_key" if key is not None else "disabled"
         if self.metrics is not None:
             self.metrics.trusted_key_failure(workspace if key is not None else OTHER_WORKSPACE)
-        await self.lifecycle.audit("trusted_auth.key_refused", REFUSED_ACTOR, workspace,
-                                   workspace, client=client, reason=reason, endpoint=endpoint)
-        hit = await self.store.hit_rate_limit(budget, limits.limit, limits.window_seconds)
-        if not hit.allowed:
-            raise _throttled(hit.retry_after)
+        await self.guard.refused(attempt, workspace=workspace, known=key is not None,
+                                 reason=reason, endpoint=endpoint)
         raise Unauthenticated(REFUSED, reason="bad_secret" if key is not None else "disabled_feature")
 
     # --- bearer tokens ---------------------------------------------------
@@ -274,13 +269,6 @@ class TrustedAuth:
             await self.lifecycle.audit("trusted_auth.token_revoked", "secret_key",
                                        record.public_id, record.workspace, by="secret_key",
                                        user=record.user)
-
-
-def _throttled(seconds: float) -> TooManyRequests:
-    return TooManyRequests(
-        "too many refused secret_key attempts from this address; slow down",
-        headers={"Retry-After": str(max(1, math.ceil(seconds)))},
-    )
 
 
 def _bearer_user(credential: BearerCredential) -> str:

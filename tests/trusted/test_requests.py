@@ -78,7 +78,8 @@ async def test_v2_refuses_bodies_that_are_not_json_objects(ta: Trusted, raw: byt
 
 
 async def test_failed_key_attempts_are_limited_per_address(ta: Trusted) -> None:
-    """Past the limit even the right key gets 429 with Retry-After; each refusal is audited."""
+    """Past the limit even the right key gets 429 with Retry-After; the refusals are audited
+    as one event for the address and interval."""
     key = await ta.enable()
     for _ in range(KEY_FAILURE_LIMIT):
         reply = await ta.mint("0" * 8 + key[8:])
@@ -87,8 +88,9 @@ async def test_failed_key_attempts_are_limited_per_address(ta: Trusted) -> None:
     assert limited.status == 429
     assert int(limited.headers["Retry-After"]) >= 1
     refused = await ta.audit("trusted_auth.key_refused")
-    assert len(refused) == KEY_FAILURE_LIMIT
+    assert len(refused) == 1
     assert refused[0]["workspace"] == "default" and refused[0]["detail"]["client"] == "127.0.0.1"
+    assert refused[0]["detail"]["attempts_in_window"] == 1
     async with ta.session.get(ta.gp.admin + "/metrics") as resp:
         metrics = await resp.text()
     assert f'tokengate_trusted_key_failures_total{{workspace="default"}} ' \

@@ -59,6 +59,7 @@ DENY_MODES: Final = ("enforce", "dry-run")
 TOKEN_TYPES: Final = ("workspace", "member", "personal", "trusted", "none")
 DEFAULT_ROUTE_CLASS: Final = "default"
 UPSTREAM_STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "error")
+ADMIN_REFUSED_REASONS: Final = ("wrong_key", "throttled", "wrong_host")
 
 # Open label sets keep at most this many distinct values; later ones share
 # OVERFLOW_LABEL. Route classes and rules come from config, workspaces from the
@@ -167,6 +168,13 @@ class Metrics:
             "(repeats from one source, or past a workspace's ceiling per interval).",
             registry=r,
         )
+        self.admin_refusals = Counter(
+            "tokengate_admin_refused_total",
+            "Admin-listener requests refused: wrong_key (401), throttled (429, the address "
+            "used up its admin-key budget), wrong_host (421, a Host not in admin.allowed_hosts).",
+            ["reason"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "tokengate_build_info",
             "Always 1; the version label tells which tokengate build runs.",
@@ -195,6 +203,8 @@ class Metrics:
             self._auth_failure_child(reason)
         for status_class in UPSTREAM_STATUS_CLASSES:
             self._upstream_child(status_class)
+        for reason in ADMIN_REFUSED_REASONS:
+            self.admin_refusals.labels(reason)
 
     def declare_route_classes(self, names: Iterable[str]) -> None:
         """Pre-create request series for configured route classes (call on start and reload)."""
@@ -282,6 +292,10 @@ class Metrics:
     def audit_event_suppressed(self) -> None:
         """Count one security event not written because an earlier one stands for it."""
         self.audit_suppressed.inc()
+
+    def admin_refused(self, reason: str) -> None:
+        """Count one refused admin-listener request (a reason of ADMIN_REFUSED_REASONS)."""
+        self.admin_refusals.labels(reason).inc()
 
     # -- cache misses ------------------------------------------------------
 

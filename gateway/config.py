@@ -87,6 +87,12 @@ class ProxySection(ListenSection):
     # The JWT ``aud``; unset, the upstream URL's origin (see Settings.assertion_audience).
     assertion_audience: str | None = Field(default=None, min_length=1, max_length=512)
     trusted_proxies: list[str] = Field(default_factory=list, max_length=256)
+    # Connection hardening (gateway/proxy/connections.py and forward.py).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    idle_timeout_seconds: float = Field(default=60.0, gt=0, le=86400)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    body_min_rate_bytes: int = Field(default=1024, ge=0, le=1 << 30)
+    max_connections: int = Field(default=10000, ge=1, le=1_000_000)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

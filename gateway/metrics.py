@@ -139,6 +139,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        # Reasons are the closed set gateway.proxy.connections.CLOSE_REASONS.
+        self.connections_closed = Counter(
+            "tokengate_connections_closed_total",
+            "Proxy connections the gateway cut, by reason (header/body timeout, evicted, refused).",
+            ["reason"],
+            registry=r,
+        )
         self.revocation_delay = Histogram(
             "tokengate_revocation_delay_seconds",
             "Seconds from a token's revocation to the invalidation reaching this process.",

@@ -73,6 +73,8 @@ class Gateway:
             connect_timeout=settings.upstream.connect_timeout_seconds,
             max_connections=settings.upstream.max_connections,
             metrics=self.metrics,
+            body_timeout=settings.proxy.body_timeout_seconds,
+            body_min_rate=settings.proxy.body_min_rate_bytes,
         )
         self.signer = AssertionSigner(
             keys.signing, ttl_seconds=settings.proxy.assertion_ttl_seconds

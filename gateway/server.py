@@ -20,6 +20,12 @@ from aiohttp import web
 from gateway.admin.app import build_admin_app
 from gateway.config import ConfigError, load_settings, parse_listen
 from gateway.proxy.app import build_proxy_app
+from gateway.proxy.connections import (
+    ConnectionGuard,
+    GuardedRunner,
+    connection_cap,
+    raise_file_limit,
+)
 from gateway.runtime import Gateway
 
 log = logging.getLogger("tokengate")
@@ -39,7 +45,7 @@ def install_uvloop() -> None:
 class Listeners:
     """The bound runners and their actual addresses."""
 
-    proxy: web.AppRunner
+    proxy: GuardedRunner
     admin: web.AppRunner
     proxy_address: tuple[str, int]
     admin_address: tuple[str, int]
@@ -53,17 +59,29 @@ def bound_address(runner: web.AppRunner) -> tuple[str, int]:
     return str(addr[0]), int(addr[1])
 
 
+def proxy_guard(gw: Gateway) -> ConnectionGuard:
+    """The proxy listener's connection guard, its cap kept below the file limit."""
+    settings = gw.settings
+    file_limit = raise_file_limit()
+    cap = connection_cap(settings.proxy.max_connections, file_limit=file_limit,
+                         upstream_pool=settings.upstream.max_connections)
+    log.info("proxy connection cap", extra={
+        "max_connections": cap, "configured": settings.proxy.max_connections,
+        "file_limit": file_limit})
+    return ConnectionGuard(cap=cap, header_timeout=settings.proxy.header_timeout_seconds,
+                           closed_total=gw.metrics.connections_closed)
+
+
 async def start_listeners(gw: Gateway, *, reuse_port: bool = False) -> Listeners:
     """Start the gateway and bind the proxy and admin listeners."""
     await gw.start()
     grace = gw.settings.lifecycle.grace_seconds
+    proxy = GuardedRunner(build_proxy_app(gw), guard=proxy_guard(gw), access_log=None,
+                          shutdown_timeout=grace, handle_signals=False)
+    admin = web.AppRunner(build_admin_app(gw), access_log=None, shutdown_timeout=grace,
+                          handle_signals=False)
     runners: list[web.AppRunner] = []
-    for app, listen in (
-        (build_proxy_app(gw), gw.settings.proxy.listen),
-        (build_admin_app(gw), gw.settings.admin.listen),
-    ):
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace,
-                               handle_signals=False)
+    for runner, listen in ((proxy, gw.settings.proxy.listen), (admin, gw.settings.admin.listen)):
         await runner.setup()
         host, port = parse_listen(listen)
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None,
@@ -77,15 +95,26 @@ async def start_listeners(gw: Gateway, *, reuse_port: bool = False) -> Listeners
             await gw.stop()
             raise ConfigError(f"cannot listen on {listen}: {exc.strerror}") from None
         runners.append(runner)
-    return Listeners(runners[0], runners[1], bound_address(runners[0]), bound_address(runners[1]))
+    return Listeners(proxy, admin, bound_address(proxy), bound_address(admin))
 
 
 async def stop_listeners(gw: Gateway, listeners: Listeners) -> None:
-    """Drain: readiness off, stop accepting, finish in-flight requests, then close."""
+    """Drain: readiness off, stop accepting, let in-flight requests finish, cut them at grace."""
     gw.draining = True
-    # aiohttp's cleanup stops the listening sockets first, then waits up to
-    # shutdown_timeout for in-flight handlers before closing connections.
-    await listeners.proxy.cleanup()
+    grace = gw.settings.lifecycle.grace_seconds
+    # aiohttp's cleanup stops the listening socket, closes idle connections
+    # and waits up to shutdown_timeout for in-flight handlers - then cancels
+    # them and waits as long again. At the end of the grace period the
+    # proxy's remaining requests are cut instead, so the process exits on
+    # time whatever the upstream's timeout. The admin listener answers
+    # /readyz (503) until the proxy is done.
+    proxy = asyncio.ensure_future(listeners.proxy.cleanup())
+    done, _ = await asyncio.wait({proxy}, timeout=grace)
+    if not done:
+        cut = listeners.proxy.guard.cut()
+        log.warning("grace period over; cut requests still in flight",
+                    extra={"connections": cut, "grace_seconds": grace})
+    await proxy
     await listeners.admin.cleanup()
     await gw.stop()
 

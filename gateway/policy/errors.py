@@ -107,6 +107,22 @@ class Unprocessable(Problem):
             self.extra["field"] = field
 
 
+class RequestTimeout(Problem):
+    """408: the client sent its body too slowly (the connection is then closed)."""
+
+    status = 408
+    type_slug = "request-timeout"
+    title = "Request timeout"
+
+
+class ExpectationFailed(Problem):
+    """417: an ``Expect`` value other than ``100-continue``."""
+
+    status = 417
+    type_slug = "expectation-failed"
+    title = "Expectation failed"
+
+
 class TooManyRequests(Problem):
     status = 429
     type_slug = "rate-limited"

@@ -107,6 +107,10 @@ def observe_middleware(gw: Gateway) -> Middleware:
             metrics.in_flight.dec()
         if not response.prepared:
             response.headers["X-Request-Id"] = rid
+        if not request.content.is_eof():
+            # A refusal (or a cut) before the body was read: close instead of
+            # letting aiohttp read and discard up to a gigabyte.
+            response.force_close()
         elapsed = time.perf_counter() - start
         identity: Identity | None = request.get(IDENTITY)
         route_class = request.get(ROUTE_CLASS, "none")
@@ -264,10 +268,19 @@ def build_proxy_app(gw: Gateway) -> web.Application:
         ],
         client_max_size=1024 * 1024,  # only public JSON endpoints read bodies; proxied ones stream
         handler_args={"max_field_size": gw.settings.proxy.max_header_bytes,
-                      "max_line_size": gw.settings.proxy.max_header_bytes},
+                      "max_line_size": gw.settings.proxy.max_header_bytes,
+                      "keepalive_timeout": gw.settings.proxy.idle_timeout_seconds,
+                      # An unread body is never drained: the connection closes.
+                      "lingering_time": 0},
     )
     app[GATEWAY] = gw
     for route in gw.public_routes:
         app.router.add_route(route.method, route.path, route.handler, name=PUBLIC + route.name)
-    app.router.add_route("*", "/{tail:.*}", forward_handler, name="forward")
+    # No 100 Continue before the checks: the forwarder sends it (forward.py).
+    app.router.add_route("*", "/{tail:.*}", forward_handler, name="forward",
+                         expect_handler=_expect_later)
     return app
+
+
+async def _expect_later(request: web.Request) -> None:
+    """Answer nothing to ``Expect`` yet: the checks come first."""

@@ -87,6 +87,9 @@ class ProxySection(ListenSection):
     # The JWT ``aud``; unset, the upstream URL's origin (see Settings.assertion_audience).
     assertion_audience: str | None = Field(default=None, min_length=1, max_length=512)
     trusted_proxies: list[str] = Field(default_factory=list, max_length=256)
+    # X-HTTP-Method-Override and siblings: dropped before the upstream, or passed
+    # on; the deny rules check the methods they name either way (policy/methods.py).
+    method_override_headers: Literal["strip", "forward"] = "strip"
     # Connection hardening (gateway/proxy/connections.py and forward.py).
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     idle_timeout_seconds: float = Field(default=60.0, gt=0, le=86400)
@@ -287,6 +290,15 @@ class Settings(_Section):
     log: LogSection = LogSection()
     cache: CacheSection = CacheSection()
     lifecycle: LifecycleSection = LifecycleSection()
+
+    @field_validator("default_workspace")
+    @classmethod
+    def _one_case(cls, v: str) -> str:
+        # Workspace names are created lower case and compared exactly; refused
+        # rather than folded, so an existing "Default" in the store is noticed.
+        if v != v.lower():
+            raise ValueError(f"must be lower case like every workspace name ({v.lower()!r})")
+        return v
 
     @model_validator(mode="after")
     def _compile_policy(self) -> Settings:

@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 
+from gateway.policy.methods import is_override_header
 from gateway.policy.model import Identity
 
 # RFC 9110 section 7.6.1 plus the de-facto hop-by-hop fields proxies drop.
@@ -60,10 +61,18 @@ def connection_tokens(values: list[str]) -> frozenset[str]:
     )
 
 
-def dropped_request_header(name: str, listed: frozenset[str]) -> bool:
-    """Should a client request header be removed before forwarding?"""
+def dropped_request_header(
+    name: str, listed: frozenset[str], *, method_overrides: bool = True
+) -> bool:
+    """Should a client request header be removed before forwarding?
+
+    ``method_overrides`` drops every spelling of ``X-HTTP-Method-Override``
+    and its siblings (``proxy.method_override_headers = "strip"``), so the
+    upstream never routes a method the deny rules did not see.
+    """
     lower = name.lower()
-    return lower in HOP_BY_HOP or lower in GATEWAY_SET or lower in listed or spoofable(name)
+    return (lower in HOP_BY_HOP or lower in GATEWAY_SET or lower in listed or spoofable(name)
+            or (method_overrides and is_override_header(name)))
 
 
 def dropped_response_header(name: str, listed: frozenset[str]) -> bool:

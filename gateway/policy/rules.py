@@ -11,13 +11,16 @@ a rule written for a handler also covers every request routed to it:
 * A method outside the standard set (including "post" in lower case, which some
   servers accept) could be routed anywhere, so it matches every rule and class
   whose path and token type match: it is forwarded only if no rule could match.
+* A method override (``X-HTTP-Method-Override``, ``_method``) lets the upstream
+  route another method than the request line's: the proxy checks every
+  candidate (:mod:`gateway.policy.methods`) with ``evaluate_methods``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
@@ -106,7 +109,18 @@ class RuleSet:
     def evaluate(self, method: str, path: str, token_type: TokenType) -> Verdict:
         """The first enforcing rule and all dry-run rules matching a normalised path."""
         key = method if method in STANDARD_METHODS else None
-        candidates = self._index[(key, token_type)]
+        return self._verdict(self._index[(key, token_type)], path)
+
+    def evaluate_methods(self, methods: Iterable[str], path: str, token_type: TokenType) -> Verdict:
+        """Like ``evaluate``, with every rule any of ``methods`` could meet ("*": any rule)."""
+        keys = {method if method in STANDARD_METHODS else None for method in methods}
+        every = self._index[(None, token_type)]
+        if None in keys:
+            return self._verdict(every, path)
+        chosen = {id(rule) for key in keys for rule in self._index[(key, token_type)]}
+        return self._verdict(tuple(rule for rule in every if id(rule) in chosen), path)
+
+    def _verdict(self, candidates: tuple[DenyRule, ...], path: str) -> Verdict:
         if not candidates:
             return ALLOW
         segments = split_path(path)
@@ -147,7 +161,11 @@ def compile_rules(entries: Sequence[Mapping[str, Any]]) -> RuleSet:
 
 
 class WorkspaceScope:
-    """Where a path names a workspace, so a token cannot reach another one's."""
+    """Where a path names a workspace, so a token cannot reach another one's.
+
+    ``case_sensitive`` applies to the pattern's literal segments; the workspace
+    itself is always compared exactly.
+    """
 
     __slots__ = ("pattern",)
 
@@ -170,9 +188,9 @@ class WorkspaceScope:
         named = self.workspace_of(path)
         if named is None:
             return True
-        if self.pattern.case_sensitive:
-            return named == workspace
-        return named.casefold() == workspace.casefold()
+        # Exact: workspace names are one case (folded when created), so "Acme"
+        # in a path is not "acme"'s, whatever the upstream makes of it.
+        return named == workspace
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +224,17 @@ class RouteClasses:
                 if pattern is None or pattern.match_segments(segments) is not None:
                     return route_class
         return self.default
+
+    def classify_methods(self, methods: Iterable[str], path: str) -> RouteClass:
+        """The strictest class any of ``methods`` is classified as ("*" is ignored).
+
+        With a method override the upstream may route either method; taking
+        the strictest means naming an override never buys a laxer limit. A
+        form POST's "could be any method" keeps its POST class: taking the
+        strictest on the path would move every upload off its own class.
+        """
+        found = [self.classify(method, path) for method in methods if method != ANY_METHOD]
+        return min(found, key=lambda c: c.limit / c.window_seconds, default=self.default)
 
     def __iter__(self) -> Iterator[RouteClass]:
         return iter((*self.classes, self.default))

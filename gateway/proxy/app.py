@@ -34,6 +34,7 @@ from gateway.policy.headers import (
     is_trusted,
     request_id,
 )
+from gateway.policy.methods import candidate_methods
 from gateway.policy.model import Identity, TokenType
 from gateway.policy.paths import normalize_path
 from gateway.policy.ratelimit import rate_limit_headers
@@ -165,7 +166,15 @@ def enforce_middleware(gw: Gateway) -> Middleware:
             return await handler(request)
         policy = gw.policy
         path = request[PATH]
-        verdict = policy.rules.evaluate(request.method, path, identity.token_type)
+        # With a method override the upstream may route another method than
+        # the request line's: every one it could route is checked.
+        methods = candidate_methods(request.method, request.headers.items(), path=path,
+                                    raw_query=request.rel_url.raw_query_string,
+                                    has_body=request.body_exists)
+        if methods is None:
+            verdict = policy.rules.evaluate(request.method, path, identity.token_type)
+        else:
+            verdict = policy.rules.evaluate_methods(methods, path, identity.token_type)
         for rule in verdict.dry_run:
             metrics.denied(rule.name, "dry-run")
             log.info("dry-run deny rule matched", extra={
@@ -192,7 +201,13 @@ def limit_middleware(gw: Gateway) -> Middleware:
         identity: Identity | None = request.get(IDENTITY)
         if identity is None:
             return await handler(request)
-        route_class = gw.policy.classes.classify(request.method, request[PATH])
+        path = request[PATH]
+        methods = candidate_methods(request.method, request.headers.items(), path=path,
+                                    raw_query=request.rel_url.raw_query_string,
+                                    has_body=request.body_exists)
+        # An override never buys a laxer class: the strictest candidate's applies.
+        route_class = (gw.policy.classes.classify(request.method, path) if methods is None
+                       else gw.policy.classes.classify_methods(methods, path))
         request[ROUTE_CLASS] = route_class.name
         if by_user or identity.token_type is TokenType.TRUSTED:
             subject = "u:" + identity.user

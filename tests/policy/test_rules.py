@@ -296,7 +296,12 @@ def test_workspace_of(raw: str, workspace: str | None) -> None:
     ("raw", "token_workspace", "permitted"),
     [
         ("/api/acme/reports", "acme", True),
-        ("/api/ACME/reports", "acme", True),
+        ("/API/acme/Reports", "acme", True),
+        ("/api/ACME/reports", "acme", False),
+        ("/api/Acme/reports", "acme", False),
+        ("/api/acme/reports", "Acme", False),
+        ("/api/%41cme/reports", "acme", False),
+        ("/api/Acme/reports", "Acme", True),
         ("/api/acme/reports", "other", False),
         ("/api/other/invites", "acme", False),
         ("/api/acme/../other/reports", "acme", False),
@@ -305,16 +310,54 @@ def test_workspace_of(raw: str, workspace: str | None) -> None:
     ],
 )
 def test_workspace_scope_permits(raw: str, token_workspace: str, permitted: bool) -> None:
-    """A path naming another workspace than the token's is refused; one naming none is not."""
+    """A path naming another workspace than the token's (compared exactly, case included) is refused; one naming none is not."""
     assert SCOPE.permits(normalize_path(raw), token_workspace) is permitted
 
 
 def test_case_sensitive_workspace_scope() -> None:
-    """A case-sensitive scope tells 'Acme' from 'acme'."""
+    """A case-sensitive scope minds the case of its literals too; the workspace is exact either way."""
     scope = WorkspaceScope("/v1/orgs/{workspace}/**", case_sensitive=True)
     assert scope.permits("/v1/orgs/acme/x", "acme")
     assert not scope.permits("/v1/orgs/Acme/x", "acme")
     assert scope.workspace_of("/V1/orgs/acme") is None
+    assert not WorkspaceScope("/v1/orgs/{workspace}/**").permits("/V1/orgs/Acme/x", "acme")
+
+
+# (methods the upstream could route, path, token type, denying rule, why)
+CANDIDATES = [
+    (("GET",), CLONE, WORKSPACE, None, "GET alone passes"),
+    (("GET", "POST"), CLONE, WORKSPACE, "clone-report-run", "an override to POST is denied"),
+    (("POST", "GET"), INVITES, MEMBER, "create-invite", "POST overridden to GET is still POST"),
+    (("GET", "PUT", "DELETE"), CLONE, WORKSPACE, None, "overrides no rule names pass"),
+    (("GET", "*"), CLONE, WORKSPACE, "clone-report-run", "a form POST could be any method"),
+    (("GET", "BREW"), INVITES, WORKSPACE, "create-invite", "an unknown override meets every rule"),
+    (("GET", "POST"), CLONE, PERSONAL, None, "the rules' token types still apply"),
+    (("GET", "POST"), "/api/acme/reports", WORKSPACE, None, "the rules' paths still apply"),
+    ((), CLONE, WORKSPACE, None, "no methods, no rules"),
+]
+
+
+@pytest.mark.parametrize(("methods", "raw", "token_type", "rule", "why"), CANDIDATES,
+                         ids=[c[4] for c in CANDIDATES])
+def test_evaluate_methods(
+    methods: tuple[str, ...], raw: str, token_type: TokenType, rule: str | None, why: str
+) -> None:
+    """A request is denied when any method the upstream could route it as is denied."""
+    verdict = DEFAULTS.evaluate_methods(methods, normalize_path(raw), token_type)
+    assert (verdict.deny.name if verdict.deny else None) == rule
+
+
+def test_evaluate_methods_reports_dry_run_rules_of_every_candidate() -> None:
+    """Dry-run rules of every candidate method are reported, each once, in config order."""
+    rules = compile_rules([
+        {"name": "watch-put", "methods": ["PUT"], "path": "/a", "mode": "dry-run"},
+        {"name": "watch-get", "methods": ["GET"], "path": "/a", "mode": "dry-run"},
+        {"name": "deny-delete", "methods": ["DELETE"], "path": "/a"},
+    ])
+    verdict = rules.evaluate_methods(("GET", "PUT"), "/a", WORKSPACE)
+    assert verdict.deny is None
+    assert [r.name for r in verdict.dry_run] == ["watch-put", "watch-get"]
+    assert rules.evaluate_methods(("GET", "*"), "/a", WORKSPACE).deny.name == "deny-delete"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -373,6 +416,27 @@ CLASSES = compile_route_classes(
 def test_classify(method: str, raw: str, name: str) -> None:
     """A request falls in the first class matching method and path, else in the default."""
     assert CLASSES.classify(method, normalize_path(raw)).name == name
+
+
+@pytest.mark.parametrize(
+    ("methods", "raw", "name"),
+    [
+        (("GET",), "/api/acme/reports/r1/runs", "reports"),
+        (("GET", "POST"), "/api/acme/reports/r1/runs", "runs"),
+        (("POST", "GET"), "/api/acme/reports/r1/runs", "runs"),
+        (("GET", "DELETE"), "/api/acme/reports", "default"),
+        (("POST", "*"), "/api/acme/reports/r1/runs", "runs"),
+        (("GET", "*"), "/api/acme/reports", "reports"),
+        (("GET", "BREW"), "/api/acme/exports/e1", "exports"),
+        (("*",), "/api/acme/reports", "default"),
+    ],
+    ids=["one method", "override to a stricter class", "override to a laxer class",
+         "override to the default", "a form POST keeps its class",
+         "any method is no class of its own", "unknown method", "nothing named"],
+)
+def test_classify_methods(methods: tuple[str, ...], raw: str, name: str) -> None:
+    """With a method override the strictest class of every candidate applies, so an override never loosens a limit."""
+    assert CLASSES.classify_methods(methods, normalize_path(raw)).name == name
 
 
 def test_class_limits_and_defaults() -> None:

@@ -94,6 +94,26 @@ def _dechunk(data: bytes) -> bytes:
     return out
 
 
+async def process_token(gp: GatewayProcess, **body: object) -> tuple[str, str]:
+    """A new token (a workspace token by default) of a real gateway process, and its secret."""
+    status, created = await asyncio.to_thread(
+        gp.admin_call, "POST", "/admin/api/tokens", {"type": "workspace", "name": "t", **body})
+    assert status == 201, created
+    return created["token"], created["secret"]
+
+
+async def process_member_token(gp: GatewayProcess, username: str = "mia") -> tuple[str, str]:
+    """A member token (and its secret) of a new member user of a real gateway's default workspace."""
+    for method, path, body, actor in [
+        ("POST", "/admin/api/users", {"username": username, "role": "member"}, None),
+        ("PUT", "/admin/api/settings/member-tokens", {"enabled": True}, None),
+        ("POST", "/admin/api/tokens", {"type": "member", "name": "m"}, username),
+    ]:
+        status, answer = await asyncio.to_thread(gp.admin_call, method, path, body, actor)
+        assert status in (200, 201), (path, answer)
+    return answer["token"], answer["secret"]
+
+
 async def member_token(g: InProcess, username: str = "mia") -> tuple[str, str]:
     """A member token (and its secret) of a new member user in the default workspace."""
     lifecycle = g.gw.lifecycle  # type: ignore[attr-defined]

@@ -9,9 +9,14 @@ import pytest
 from gateway.policy.paths import normalize_path
 from gateway.policy.rules import DEFAULT_RULES
 from tests.conftest import InProcess, RecordingUpstream, basic
-from tests.rules.support import MakeGateway, problem, raw_request
+from tests.rules.support import GatewayFactory, MakeGateway, problem, process_token, raw_request
 
 MESSAGES = {rule["name"]: rule["message"] for rule in DEFAULT_RULES}
+# The format suffixes of issue 11 (and a few more), each routed to the bare action.
+FORMAT_SUFFIXES = [
+    ".json", ".x-y", ".x_y", ".~", ".$", ".+", ".*", ".(x)", ".%E2%82%AC", ".%2d", ".%2D",
+    ".JSON", "%2Ejson", ".a.b", ".", ".json;v=1",
+]
 
 # Spellings an ordinary framework (after decoding, dot-segment removal, slash
 # merging, case-insensitive or trailing-slash-tolerant routing, ";params"
@@ -30,6 +35,8 @@ INVITE_SPELLINGS = [
     "/api/default/invites;jsessionid=abc", "/api/default/invites;", "/api/default;v=1/invites",
     "/api/default/invites?x=1", "/api/default/invites/?next=/x",
     "/API//Default/./x/../INVIT%45S/",
+    # Format suffixes Rails' "(.:format)" or Spring's "/invites.*" route to the same action.
+    *(f"/api/default/invites{suffix}" for suffix in FORMAT_SUFFIXES),
 ]
 CLONE_SPELLINGS = [
     "/api/default/reports/r1/runs/run9/clone",
@@ -37,6 +44,8 @@ CLONE_SPELLINGS = [
     "/api/default/reports/r1/runs/run9/cl%6Fne", "/api/default/reports/r1/runs/run9/x/../clone",
     "/api/default/reports/r1/runs//run9/clone", "/api/default/Reports/r1/RUNS/run9/clone;a=b",
     "/api/default/reports/r1/./runs/run9/%2E/clone",
+    "/api/default/reports/r1/runs/run9/clone.x-y", "/api/default/reports/r1/runs/run9/clone.%2d",
+    "/api/default/reports/r1/runs/run9/CLONE.%E2%82%AC/",
 ]
 
 
@@ -138,7 +147,7 @@ FORWARDED = {
     "/api/default/r%7e1": "/api/default/r~1",
     "/api/default/%41BC/a%2a": "/api/default/ABC/a%2A",
     "/api/default/caf%c3%a9": "/api/default/caf%C3%A9",
-    "/API/Default/Reports": "/API/Default/Reports",
+    "/API/default/Reports": "/API/default/Reports",
     "/api/default/a;b=c/x": "/api/default/a;b=c/x",
     "/api/default/a[1]": "/api/default/a%5B1%5D",
     "//api///default/x/.": "/api/default/x/",
@@ -163,14 +172,21 @@ async def test_upstream_receives_exactly_the_path_the_rules_saw(
     assert seen_by_rules == [path]
 
 
-@pytest.mark.parametrize("path", ["/api/default/invites.json",
-                                  "/api/default/reports/r1/runs/run9/clone.json"])
-async def test_format_suffix_spelling_is_denied(
-    make_gateway: MakeGateway, upstream: RecordingUpstream, path: str
+async def test_format_suffix_spellings_are_denied_by_a_real_gateway(
+    gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:
-    """A ``.json`` format suffix, which Rails routes to the same action, does not dodge a rule."""
-    g: InProcess = await make_gateway()
-    response = await raw_request(g.proxy, "POST", path,
-                                 headers={"Authorization": basic(g.token, g.secret)})
-    assert response.status == 403
+    """Through a real gateway process, every format suffix of issue 11 on a denied path is 403 and never forwarded."""
+    gp = gateway_factory(store_url=redis_url, upstream=upstream.url)
+    auth = {"Authorization": basic(*await process_token(gp))}
+    for rule, path in [
+        *(("create-invite", f"/api/default/invites{suffix}") for suffix in FORMAT_SUFFIXES),
+        *(("clone-report-run", f"/api/default/reports/r1/runs/run9/clone{suffix}")
+          for suffix in FORMAT_SUFFIXES),
+    ]:
+        response = await raw_request(gp.proxy, "POST", path, headers=auth)
+        assert response.status == 403, (path, response)
+        assert problem(response)["rule"] == rule, path
     assert upstream.seen == []
+    # The same suffixes on a method no rule denies still reach the upstream.
+    response = await raw_request(gp.proxy, "GET", "/api/default/invites.x-y", headers=auth)
+    assert response.status == 200 and upstream.seen[-1].raw_path == "/api/default/invites.x-y"

@@ -18,7 +18,7 @@ from typing import Any
 from gateway.policy.authheader import INVALID
 from gateway.policy.errors import BadRequest, Unauthenticated, Unprocessable
 from gateway.policy.model import Identity, TokenType, User
-from gateway.policy.permissions import USERNAME, WORKSPACE
+from gateway.policy.permissions import USERNAME, workspace_name
 
 PUBLIC_ID_PREFIX = "tgt_"
 PUBLIC_ID_HEX = 24  # 96 bits of the keyed hash: unique, and no use to a thief
@@ -198,8 +198,8 @@ def workspace_of(org_id: object, default: str) -> str:
         return default
     if isinstance(org_id, bool) or not isinstance(org_id, (int, str)):
         raise _invalid("org_id", "must be a string or an integer")
-    name = str(org_id)
-    if not WORKSPACE.fullmatch(name):
+    name = workspace_name(str(org_id))  # "Acme" is "acme", as everywhere
+    if name is None:
         raise _invalid("org_id", "not a valid workspace name")
     return name
 

@@ -10,6 +10,7 @@ from gateway.policy.model import OPERATOR, Role, TokenRecord, TokenType, User
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
 WORKSPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""What a client may name a workspace: ASCII, any case (``workspace_name`` folds it)."""
 PERSONAL_REFUSED = (
     "personal API tokens can no longer be created; create a member or workspace API token instead"
 )
@@ -44,6 +45,16 @@ class Actor:
         return self.role is None or self.role is Role.ADMIN
 
 
+def workspace_name(name: str) -> str | None:
+    """The one spelling of a workspace name (lower case), or None if it is not one.
+
+    "Acme" and "acme" are one workspace: every name is folded where it enters
+    (users, tokens, trusted auth, ``org_id``) and compared exactly after that,
+    so a path naming "Acme" is never "acme"'s by a case-blind comparison.
+    """
+    return name.lower() if WORKSPACE.fullmatch(name) else None
+
+
 def require_admin(actor: Actor, what: str) -> None:
     """Refuse members."""
     if not actor.is_admin:
@@ -54,10 +65,11 @@ def target_workspace(actor: Actor, requested: str | None, default: str) -> str:
     """The workspace a call affects: the admin's own; the operator's choice."""
     if actor.workspace is None:
         ws = requested or default
-        if not WORKSPACE.fullmatch(ws):
+        folded = workspace_name(ws)
+        if folded is None:
             raise Unprocessable(f"workspace: not a valid workspace name: {ws!r}")
-        return ws
-    if requested is not None and requested != actor.workspace:
+        return folded
+    if requested is not None and not _names(requested, actor.workspace):
         raise Forbidden("an admin manages only their own workspace")
     return actor.workspace
 
@@ -65,10 +77,17 @@ def target_workspace(actor: Actor, requested: str | None, default: str) -> str:
 def visible_workspace(actor: Actor, requested: str | None) -> str | None:
     """Which workspace a listing covers (None: all, for the operator only)."""
     if actor.workspace is None:
-        return requested
-    if requested is not None and requested != actor.workspace:
+        return None if requested is None else workspace_name(requested) or requested
+    if requested is not None and not _names(requested, actor.workspace):
         raise Forbidden("an admin manages only their own workspace")
     return actor.workspace
+
+
+def _names(requested: str, workspace: str) -> bool:
+    """Does a requested name (any case) name ``workspace``?"""
+    # The exact match keeps a workspace created before names were folded
+    # (still upper case in the store) reachable by its own admins.
+    return requested == workspace or workspace_name(requested) == workspace
 
 
 def may_see_token(actor: Actor, record: TokenRecord) -> bool:

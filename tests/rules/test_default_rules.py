@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from typing import Any
+
 import pytest
 
 from gateway.policy.rules import DEFAULT_RULES
 from tests.conftest import InProcess, RecordingUpstream, basic
-from tests.rules.support import MakeGateway, member_token, personal_token, problem, raw_request
+from tests.rules.support import (
+    GatewayFactory,
+    MakeGateway,
+    member_token,
+    personal_token,
+    problem,
+    process_token,
+    raw_request,
+)
 
 CLONE = "/api/default/reports/r1/runs/run9/clone"
 INVITES = "/api/default/invites"
@@ -94,11 +106,12 @@ async def test_empty_deny_list_switches_the_defaults_off(
     "/api/other/reports", "/api/other/invites", "/api/other", "/api/other/",
     "/api/oth%65r/reports", "/API/Other/reports", "/api/default/../other/reports",
     "/api//other/reports", "/api/default;x/reports",
+    "/api/DEFAULT/reports", "/api/Default/reports", "/api/%44efault/reports",
 ])
 async def test_request_naming_another_workspace_is_refused(
     make_gateway: MakeGateway, upstream: RecordingUpstream, path: str
 ) -> None:
-    """A token of workspace ``default`` gets 403 for any spelling of a path that names another workspace."""
+    """A token of workspace ``default`` gets 403 for any spelling of a path that names another workspace, or its own in another case."""
     g: InProcess = await make_gateway()
     response = await raw_request(g.proxy, "GET", path, headers={"Authorization": basic(g.token, g.secret)})
     assert response.status == 403
@@ -106,13 +119,53 @@ async def test_request_naming_another_workspace_is_refused(
     assert upstream.seen == []
 
 
-@pytest.mark.parametrize("path", ["/api/default/reports", "/api/DEFAULT/reports", "/api/d%65fault/x",
+@pytest.mark.parametrize("path", ["/api/default/reports", "/API/default/Reports", "/api/d%65fault/x",
                                   "/api", "/api/", "/health", "/"])
 async def test_own_workspace_and_unscoped_paths_pass(
     make_gateway: MakeGateway, upstream: RecordingUpstream, path: str
 ) -> None:
-    """Paths naming the token's own workspace (any case) or no workspace at all are forwarded."""
+    """Paths naming the token's own workspace (exactly; other literals any case) or no workspace at all are forwarded."""
     g: InProcess = await make_gateway()
     response = await raw_request(g.proxy, "GET", path, headers={"Authorization": basic(g.token, g.secret)})
     assert response.status == 200, response
     assert len(upstream.seen) == 1
+
+
+async def test_workspace_names_are_one_case(
+    gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
+) -> None:
+    """Through a real gateway, "Acme" created after "acme" is the same workspace, and an acme token is refused on /api/Acme/... ."""
+    gp = gateway_factory(store_url=redis_url, upstream=upstream.url)
+
+    def call(method: str, path: str, body: object = None) -> dict[str, Any]:
+        status, answer = gp.admin_call(method, path, body)
+        assert status in (200, 201), (path, answer)
+        return answer
+
+    ann = await asyncio.to_thread(call, "POST", "/admin/api/users",
+                                  {"username": "ann", "role": "admin", "workspace": "acme"})
+    bob = await asyncio.to_thread(call, "POST", "/admin/api/users",
+                                  {"username": "bob", "role": "admin", "workspace": "Acme"})
+    assert ann["workspace"] == bob["workspace"] == "acme"
+    listed = await asyncio.to_thread(call, "GET", "/admin/api/users?workspace=ACME")
+    assert {u["username"] for u in listed["users"]} == {"ann", "bob"}
+    token, secret = await process_token(gp, workspace="ACME")
+    auth = {"Authorization": basic(token, secret)}
+    for path in ("/api/Acme/reports", "/api/ACME/reports", "/api/%41cme/reports"):
+        response = await raw_request(gp.proxy, "GET", path, headers=auth)
+        assert response.status == 403, (path, response)
+        assert problem(response)["rule"] == "workspace-scope"
+    assert upstream.seen == []
+    response = await raw_request(gp.proxy, "GET", "/api/acme/reports", headers=auth)
+    assert response.status == 200
+    assert dict(upstream.seen[-1].headers)["X-Tokengate-Workspace"] == "acme"
+    # Trusted auth: enabled as "Acme", read back as "acme"; an org_id of "ACME" mints for acme.
+    key = (await asyncio.to_thread(call, "PUT", "/admin/api/workspaces/Acme/trusted-auth"))["secret_key"]
+    assert (await asyncio.to_thread(call, "GET", "/admin/api/workspaces/acme/trusted-auth"))["secret_key"] == key
+    body = json.dumps({"username": "ann", "secret_key": key, "org_id": "ACME"}).encode()
+    minted = await raw_request(gp.proxy, "POST", "/api/rest/2.0/auth/token/full", body=body,
+                               headers={"Content-Type": "application/json"})
+    assert minted.status == 200, minted
+    bearer = {"Authorization": "Bearer " + minted.json()["token"]}
+    assert (await raw_request(gp.proxy, "GET", "/api/acme/x", headers=bearer)).status == 200
+    assert (await raw_request(gp.proxy, "GET", "/api/Acme/x", headers=bearer)).status == 403

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import math
 import time
 from base64 import b64encode
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from gateway.metrics import Metrics
 
 BearerResolver = Callable[[str], Awaitable[Identity]]
+log = logging.getLogger("tokengate.auth")
 
 # Local memory of addresses that used up their failure budget: they get 429
 # until then without a store call (each replica learns it on its own).
@@ -108,6 +110,7 @@ class Authenticator:
         self._flights: dict[tuple[str, str], asyncio.Future[None]] = {}
         # client -> checks in flight that hold a slot of its failure budget.
         self._holding: dict[str, set[asyncio.Future[None]]] = {}
+        self._refunds: set[asyncio.Future[RateDecision]] = set()  # in flight, kept referenced
 
     async def __call__(self, authorization: str | None, address: str) -> Identity:
         """Authenticate one request from ``address`` (the peer's IP)."""
@@ -181,13 +184,26 @@ class Authenticator:
             if identity is not None:
                 return identity
             generation = self.cache.generation
-            # The reservation and the credential load go out together, so the
-            # cold path gains no round trip.
-            reservation, credential = await asyncio.gather(
-                self._reserve(client, holding), self.cache.load(creds.token, self._load))
+            credential = self.cache.get(creds.token)
+            if credential is not None:
+                reservation = await self._reserve(client, holding)
+            else:
+                # The reservation and the credential load go out together, so
+                # the cold path gains no round trip.
+                reservation, credential = await asyncio.gather(
+                    self._reserve(client, holding), self.cache.load(creds.token, self._load))
             ok = credential is not None and self.keys.verify_secret(
                 creds.secret, credential.record.secret_hash)
             identity = await self._checked(credential, ok, now)
+            if len(self._verified) >= VERIFIED_MAX:
+                self._verified.clear()
+            # Remember that this credential verified, for as long as the cached
+            # credential stays valid: repeat requests skip decoding, checksums,
+            # the HMAC and the budget. Any invalidation bumps the generation.
+            self._verified[key] = (creds.token, generation)
+            if reservation is not None and reservation.at_us is not None:
+                self._refund_soon(client, reservation.at_us)  # before waiters retry
+            return identity
         except Unauthenticated as exc:
             self.metrics.auth_failure(exc.reason)
             if reservation is None:  # failed before reserving (a remembered, now expired one)
@@ -195,15 +211,6 @@ class Authenticator:
             raise
         finally:
             self._release(client, holding)
-        if len(self._verified) >= VERIFIED_MAX:
-            self._verified.clear()
-        # Remember that this credential verified, for as long as the cached
-        # credential stays valid: repeat requests skip decoding, checksums,
-        # the HMAC and the budget. Any invalidation bumps the generation.
-        self._verified[key] = (creds.token, generation)
-        if reservation is not None and reservation.at_us is not None:
-            await self._refund(client, reservation.at_us)
-        return identity
 
     def _release(self, client: str, holding: asyncio.Future[None]) -> None:
         held = self._holding.get(client)
@@ -274,10 +281,24 @@ class Authenticator:
         await self._block_for(client, reservation.decision)
         raise self._throttled(reservation.decision.retry_after)
 
-    async def _refund(self, client: str, at_us: int) -> None:
+    def _refund_soon(self, client: str, at_us: int) -> None:
+        """Give a right secret's slot back without waiting for the store's reply.
+
+        The refund leaves on the pipelined connection ahead of this request's
+        rate-limit call, so the response waits one round trip, not two. If it
+        is lost, the slot stays taken: one attempt too many counted, never one
+        too few.
+        """
         limits = self.settings.rate_limit.auth_failures
-        await self.store.refund_rate_limit(
-            "authfail:" + client, limits.limit, limits.window_seconds, at_us=at_us)
+        task = asyncio.ensure_future(self.store.refund_rate_limit(
+            "authfail:" + client, limits.limit, limits.window_seconds, at_us=at_us))
+        self._refunds.add(task)
+        task.add_done_callback(self._refunded)
+
+    def _refunded(self, task: asyncio.Future[RateDecision]) -> None:
+        self._refunds.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("failed-auth refund lost: %s", type(task.exception()).__name__)
 
     async def _count_failure(self, client: str, now: float) -> None:
         """Count a failure that needed no reservation (malformed, bearer, remembered)."""

@@ -190,3 +190,30 @@ async def test_unknown_tokens_are_loaded_once_per_negative_ttl(
         for _ in range(10):
             assert await get(s, g.proxy + "/x", repeated) == 401
     assert loads() - before == 2
+
+
+async def test_ipv4_mapped_clients_have_their_own_failure_budgets(
+    gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
+) -> None:
+    """Behind a dual-stack load balancer IPv4 clients arrive as ``::ffff:a.b.c.d``; one using
+    up its failure budget does not throttle another IPv4 client (no shared ``::/64`` bucket)."""
+    gp = gateway_factory(store_url=redis_url, upstream=upstream.url, config_text="""
+[proxy]
+trusted_proxies = ["127.0.0.0/8"]
+[rate_limit.auth_failures]
+limit = 3
+""")
+    status, tok = gp.admin_call("POST", "/admin/api/tokens", {"type": "workspace", "name": "t"})
+    assert status == 201
+
+    async def call(session: aiohttp.ClientSession, auth: str, client: str) -> int:
+        async with session.get(gp.proxy + "/x", headers={"Authorization": auth,
+                                                        "X-Forwarded-For": client}) as r:
+            return r.status
+
+    async with aiohttp.ClientSession() as s:
+        guesses = [await call(s, basic(tok["token"], new_secret()), "::ffff:198.51.100.7")
+                   for _ in range(4)]
+        assert guesses == [401, 401, 401, 429]
+        assert await call(s, basic(tok["token"], tok["secret"]), "::ffff:198.51.100.7") == 429
+        assert await call(s, basic(tok["token"], tok["secret"]), "::ffff:198.51.100.8") == 200

@@ -149,7 +149,8 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 async def _with_lifecycle(settings: Settings,
                           fn: Callable[[Lifecycle], Awaitable[T]]) -> T:
     store = open_store(settings.store.url, prefix=settings.store.prefix,
-                       timeout=settings.store.timeout_seconds)
+                       timeout=settings.store.timeout_seconds,
+                       max_connections=settings.store.max_connections)
     try:
         return await fn(Lifecycle(store, Keys.from_env(), settings))
     finally:
@@ -231,7 +232,8 @@ def _serve(args: argparse.Namespace) -> int:
 
         async def main() -> int:
             store = open_store(settings.store.url, prefix=settings.store.prefix,
-                          timeout=settings.store.timeout_seconds)
+                               timeout=settings.store.timeout_seconds,
+                               max_connections=settings.store.max_connections)
             gw = Gateway(settings, keys, store)
             return await serve_until_signalled(gw, config_path=args.config, overrides=overrides,
                                                reuse_port=args.workers > 1)

@@ -112,7 +112,9 @@ class Gateway:
             return
         for listener in self.invalidation_listeners:
             listener(message)
-        if message is not None:
+        if message is not None and message.kind != "created":
+            # A created token is an announcement, not a revocation: it must
+            # not show in the revocation-delay histogram.
             self.metrics.revocation_seen(message.at, self.clock())
 
     def reload(self, settings: Settings) -> None:

@@ -9,7 +9,8 @@ from gateway.store.base import AlreadyExists, Invalidation, Store, StoreError
 __all__ = ["AlreadyExists", "Invalidation", "Store", "StoreError", "open_store"]
 
 
-def open_store(url: str, *, prefix: str = "tg:", timeout: float = 2.0) -> Store:
+def open_store(url: str, *, prefix: str = "tg:", timeout: float = 2.0,
+               max_connections: int | None = None) -> Store:
     """The store for a URL: ``redis://``, ``rediss://``, ``unix://``,
     ``redis+sentinel://`` or ``memory://``."""
     scheme = urlsplit(url).scheme
@@ -20,5 +21,7 @@ def open_store(url: str, *, prefix: str = "tg:", timeout: float = 2.0) -> Store:
     if scheme in ("redis", "rediss", "unix", "redis+sentinel"):
         from gateway.store.redis import RedisStore
 
-        return RedisStore(url, prefix=prefix, timeout=timeout)
+        if max_connections is None:
+            return RedisStore(url, prefix=prefix, timeout=timeout)
+        return RedisStore(url, prefix=prefix, timeout=timeout, max_connections=max_connections)
     raise ValueError(f"unsupported store URL scheme {scheme!r}")

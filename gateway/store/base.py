@@ -177,14 +177,6 @@ class Store(Protocol):
     async def revoke_bearer(self, token_hash: str, *, at: float) -> BearerRecord | None:
         """Revoke one bearer token (idempotent); None if unknown or expired."""
 
-    async def refund_trusted_attempt(self, key: str) -> None:
-        """Take back the newest request counted under rate-limit ``key``.
-
-        Superseded by :meth:`reserve_rate_limit` / :meth:`refund_rate_limit`
-        (which take back exactly the reserved one); kept until its last caller
-        (``admin/guard.py``) moves to them.
-        """
-
 
 def newest_first(lists: Iterable[Iterable[AuditEvent]], limit: int) -> list[AuditEvent]:
     """Audit lists (each newest first) merged by time, newest first, at most ``limit``."""

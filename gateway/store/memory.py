@@ -262,12 +262,3 @@ class MemoryStore:
             record = self._bearers[token_hash] = replace(record, revoked_at=at)
             await self.publish(Invalidation("bearer", token_hash, at))
         return record
-
-    async def refund_trusted_attempt(self, key: str) -> None:
-        """Drop the newest entry of the window (superseded by refund_rate_limit)."""
-        windows = self._limiter._windows
-        held = windows.get(key)
-        if held is not None and held.log:
-            held.log.pop()
-            if not held.log:
-                del windows[key]

@@ -591,11 +591,6 @@ class RedisStore:
             keys=[self._bearer_key(token_hash)], args=[repr(at), self.channel, msg])
         return _bearer(token_hash, _pairs(res)) if res else None
 
-    @_wrap_errors
-    async def refund_trusted_attempt(self, key: str) -> None:
-        """Drop the newest entry of the window (superseded by refund_rate_limit)."""
-        await self.client.zpopmax(self._limiter.redis_key(key))
-
 
 def _pairs_dict(h: Mapping[Any, Any]) -> dict[str, str]:
     return {_s(k) or "": _s(v) or "" for k, v in h.items()}

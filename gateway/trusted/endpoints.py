@@ -8,6 +8,7 @@ no error repeats a value from the body.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,8 @@ from aiohttp import web
 
 from gateway.policy import trusted
 from gateway.policy.authheader import BearerCredentials, parse_authorization
-from gateway.policy.errors import BadRequest, Forbidden, Unauthenticated
+from gateway.policy.errors import BadRequest, Forbidden, RequestTimeout, Unauthenticated
+from gateway.proxy.app import GATEWAY
 from gateway.proxy.state import CLIENT
 from gateway.runtime import Gateway, PublicRoute
 
@@ -34,8 +36,19 @@ def _client(request: web.Request) -> str:
     return request.get(CLIENT) or request.remote or "unknown"
 
 
+def _deadline(request: web.Request) -> float:
+    return request.app[GATEWAY].settings.proxy.body_timeout_seconds
+
+
 async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
+    # A token request is a few hundred bytes: the whole body must arrive
+    # within the body timeout, or a trickling client would hold a
+    # connection the guard cannot evict (it has a request in flight).
+    try:
+        async with asyncio.timeout(_deadline(request)):
+            raw = await request.read()
+    except TimeoutError:
+        raise RequestTimeout("the request body arrived too slowly") from None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -45,7 +58,11 @@ async def _json_body(request: web.Request) -> Any:
 async def _form_body(request: web.Request) -> dict[str, str]:
     if request.content_type not in FORM_TYPES:
         raise BadRequest("the body must be a form (application/x-www-form-urlencoded)")
-    form = await request.post()
+    try:
+        async with asyncio.timeout(_deadline(request)):
+            form = await request.post()
+    except TimeoutError:
+        raise RequestTimeout("the request body arrived too slowly") from None
     return {name: value for name, value in form.items() if isinstance(value, str)}
 
 

@@ -293,6 +293,36 @@ async def test_trickled_body_is_cut_with_408_and_the_upstream_request_aborted(
     assert metric(gp, "tokengate_connections_closed_total", reason="body_timeout") == 1
 
 
+@pytest.mark.parametrize(("path", "content_type"), [
+    ("/api/rest/2.0/auth/token/full", "application/json"),
+    ("/callosum/v1/tspublic/v1/session/auth/token", "application/x-www-form-urlencoded"),
+])
+async def test_trickled_token_request_body_is_cut_with_408(
+    gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream,
+    path: str, content_type: str,
+) -> None:
+    """A public token request whose body trickles in (1 byte every 0.5 s) gets a 408 once
+    body_timeout_seconds (1 s) is over, so it cannot hold an unevictable connection."""
+    gp = gateway_factory(store_url=redis_url, upstream=upstream.url,
+                         extra_env={"TOKENGATE_PROXY_BODY_TIMEOUT_SECONDS": "1"})
+    reader, writer = await asyncio.open_connection(*address(gp.proxy))
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                 "Content-Length: 500\r\n\r\n".encode())
+    started = time.monotonic()
+    response: asyncio.Task[Head] = asyncio.ensure_future(read_head(reader, timeout=30))
+    sent = 0
+    while not response.done() and sent < 60:  # bounded: 60 bytes, 30 s
+        with contextlib.suppress(ConnectionError):
+            writer.write(b"x")
+        sent += 1
+        await asyncio.wait([response], timeout=0.5)
+    head = await response
+    assert head.status == 408 and head.headers["Connection"] == "close"
+    assert time.monotonic() - started < 20
+    assert await closed_by_server(reader, timeout=10)
+    writer.close()
+
+
 async def test_unauthenticated_big_body_is_refused_unread_and_the_connection_closed(
     gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:

@@ -223,7 +223,7 @@ class TrustedAuth:
         if user is not None and user.workspace == ws:
             return user
         if user is not None and request.auto_create:
-            raise Conflict(f"user {name!r} belongs to another workspace")
+            raise Conflict(f"user {name!r} already exists")
         raise NotFound(f"no such user in this workspace: {name}")
 
     async def resolve_bearer(self, token: str) -> Identity:

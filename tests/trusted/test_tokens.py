@@ -160,7 +160,11 @@ async def test_auto_create_makes_a_member_and_audits_it(ta: Trusted) -> None:
     (event,) = [e for e in await ta.audit("user.added") if e["subject"] == "newbie"]
     assert event["actor"] == "trusted-auth" and event["detail"]["auto_create"] is True
     assert (await ta.bearer(key, "newbie", auto_create=True))
-    assert (await ta.mint(key, "oscar", auto_create=True)).status == 409
+    taken = await ta.mint(key, "oscar", auto_create=True)
+    # Usernames are unique across the deployment, so the name is taken; the
+    # answer must not say where (no other tenant is named or hinted at).
+    assert taken.status == 409
+    assert "workspace" not in str(taken.body)
 
 
 async def test_bearer_tokens_skip_clone_and_invite_rules(ta: Trusted) -> None:

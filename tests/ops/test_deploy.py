@@ -214,6 +214,21 @@ def test_compose_env_is_valid_gateway_config() -> None:
         assert services["tokengate"]["environment"][secret].startswith("${" + secret + ":?")
 
 
+def test_compose_admin_answers_the_host_prometheus_scrapes() -> None:
+    """The Host that compose's Prometheus sends (its scrape target) passes the admin
+    listener's Host allow-list, so the monitoring profile is not answered 421."""
+    from gateway.policy.hosts import HostAllowList
+
+    settings = settings_from(compose_env(compose()["services"]["tokengate"]))
+    hosts = HostAllowList.build(parse_listen(settings.admin.listen)[0],
+                                settings.admin.allowed_hosts)
+    scrape = yaml_documents(DEPLOY / "prometheus" / "prometheus.yml")[0]
+    targets = [t for job in scrape["scrape_configs"] for sc in job["static_configs"]
+               for t in sc["targets"]]
+    assert targets and all(hosts.allows(t) for t in targets)
+    assert not hosts.allows("rebound.example:9090")
+
+
 def test_compose_publishes_admin_on_loopback_only() -> None:
     """The proxy is published on 8080; the admin port only on the host's 127.0.0.1."""
     ports = compose()["services"]["tokengate"]["ports"]

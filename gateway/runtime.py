@@ -75,6 +75,7 @@ class Gateway:
             metrics=self.metrics,
             body_timeout=settings.proxy.body_timeout_seconds,
             body_min_rate=settings.proxy.body_min_rate_bytes,
+            strip_method_overrides=settings.proxy.method_override_headers == "strip",
         )
         self.signer = AssertionSigner(
             keys.signing, ttl_seconds=settings.proxy.assertion_ttl_seconds

@@ -125,6 +125,7 @@ class Forwarder:
         metrics: Metrics,
         body_timeout: float = 10.0,
         body_min_rate: int = 1024,
+        strip_method_overrides: bool = True,
     ) -> None:
         self.base = URL(upstream)
         # The normalised path is appended to the upstream's own base path.
@@ -136,6 +137,7 @@ class Forwarder:
         self.read_timeout = timeout
         self.body_timeout = body_timeout
         self.body_min_rate = body_min_rate
+        self.strip_method_overrides = strip_method_overrides
         self.metrics = metrics
         self.session: aiohttp.ClientSession | None = None
 
@@ -162,9 +164,10 @@ class Forwarder:
     ) -> CIMultiDict[str]:
         """Client headers minus hop-by-hop, Authorization and spoofed identity; plus ours."""
         listed = connection_tokens(request.headers.getall("Connection", []))
+        strip = self.strip_method_overrides
         headers: CIMultiDict[str] = CIMultiDict()
         for name, value in request.headers.items():
-            if not dropped_request_header(name, listed):
+            if not dropped_request_header(name, listed, method_overrides=strip):
                 headers.add(name, value)
         headers.extend(added)
         return headers

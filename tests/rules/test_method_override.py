@@ -204,9 +204,6 @@ async def test_forward_mode_still_checks_overrides(
     assert upstream.seen == []
 
 
-@pytest.mark.xfail(strict=True, reason="Forwarder.upstream_headers does not yet pass "
-                   "method_overrides=False for proxy.method_override_headers = 'forward' "
-                   "(gateway/proxy/forward.py and runtime.py, owned elsewhere; see issue 11)")
 async def test_forward_mode_passes_allowed_overrides_on(
     gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:

@@ -18,7 +18,8 @@ names percent-decoded with PHP's mangling of ``.``, `` `` and ``[`` into
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol
 from urllib.parse import unquote_plus
 
 from gateway.policy.rules import ANY_METHOD
@@ -28,8 +29,7 @@ OVERRIDE_HEADERS = frozenset({"x-http-method-override", "x-http-method", "x-meth
 OVERRIDE_PARAM = "_method"
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
-# A header name is normalised only if its length could match: the usual
-# request, with no override header, costs a length check per header.
+# A header name is normalised only if its length could match.
 _LENGTHS = frozenset(len(name) for name in OVERRIDE_HEADERS)
 _PHP_MANGLED = str.maketrans({".": "_", " ": "_", "[": "_"})
 
@@ -39,9 +39,17 @@ def is_override_header(name: str) -> bool:
     return len(name) in _LENGTHS and name.lower().replace("_", "-") in OVERRIDE_HEADERS
 
 
+class Headers(Protocol):
+    """Request headers as a multidict holds them (case-insensitive ``getall``)."""
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def getall(self, key: str, default: list[str], /) -> list[str]: ...
+
+
 def candidate_methods(
     method: str,
-    headers: Iterable[tuple[str, str]],
+    headers: Headers,
     *,
     raw_query: str = "",
     path: str = "",
@@ -52,22 +60,24 @@ def candidate_methods(
     ``ANY_METHOD`` among the result means "could be any method" (a form POST).
     ``path`` is the normalised path, whose ``;params`` are read like a query.
     """
+    # Hot path: one substring search over all the names (every override
+    # header's name contains "method"); each name is looked at only on a hit.
+    named = [name for name in headers if is_override_header(name)] \
+        if "method" in " ".join(list(headers)).lower() else []
+    if not named and not raw_query and ";" not in path and method != "POST":
+        return None
     found: list[str] = []
-    content_types: list[str] = []
-    post = method == "POST"
-    for name, value in headers:
-        if is_override_header(name):
+    for name in dict.fromkeys(named):
+        for value in headers.getall(name, []):
             # Frameworks differ on which of several values wins: check them all.
             found.extend(_values(value.split(",")))
-        elif post and len(name) == 12 and name.lower() == "content-type":
-            content_types.append(value)
     if raw_query and ("%" in raw_query or "method" in raw_query.lower()):
         found.extend(_param_values(raw_query))
     if ";" in path and "method" in path.lower():
         for segment in path.split("/"):
             if ";" in segment:
                 found.extend(_param_values(segment.partition(";")[2]))
-    if post and _may_be_form(content_types, has_body):
+    if method == "POST" and _may_be_form(headers.getall("Content-Type", []), has_body):
         found.append(ANY_METHOD)
     if not found:
         return None

@@ -168,7 +168,7 @@ def enforce_middleware(gw: Gateway) -> Middleware:
         path = request[PATH]
         # With a method override the upstream may route another method than
         # the request line's: every one it could route is checked.
-        methods = candidate_methods(request.method, request.headers.items(), path=path,
+        methods = candidate_methods(request.method, request.headers, path=path,
                                     raw_query=request.rel_url.raw_query_string,
                                     has_body=request.body_exists)
         if methods is None:
@@ -202,12 +202,14 @@ def limit_middleware(gw: Gateway) -> Middleware:
         if identity is None:
             return await handler(request)
         path = request[PATH]
-        methods = candidate_methods(request.method, request.headers.items(), path=path,
+        classes = gw.policy.classes
+        # An override never buys a laxer class: the strictest candidate's
+        # applies. Without named classes (the default) there is nothing to pick.
+        methods = candidate_methods(request.method, request.headers, path=path,
                                     raw_query=request.rel_url.raw_query_string,
-                                    has_body=request.body_exists)
-        # An override never buys a laxer class: the strictest candidate's applies.
-        route_class = (gw.policy.classes.classify(request.method, path) if methods is None
-                       else gw.policy.classes.classify_methods(methods, path))
+                                    has_body=request.body_exists) if classes.classes else None
+        route_class = (classes.classify(request.method, path) if methods is None
+                       else classes.classify_methods(methods, path))
         request[ROUTE_CLASS] = route_class.name
         if by_user or identity.token_type is TokenType.TRUSTED:
             subject = "u:" + identity.user

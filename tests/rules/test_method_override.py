@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from multidict import CIMultiDict
 
 from gateway.policy.headers import dropped_request_header
 from gateway.policy.methods import candidate_methods, is_override_header
@@ -78,7 +79,7 @@ def test_candidate_methods(
     expected: tuple[str, ...] | None, why: str,
 ) -> None:
     """Every method a framework could route the request as is a candidate; the usual request has none."""
-    assert candidate_methods(method, headers, raw_query=query, path=path,
+    assert candidate_methods(method, CIMultiDict(headers), raw_query=query, path=path,
                              has_body=has_body) == expected
 
 

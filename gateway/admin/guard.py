@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.config import AdminSection
-from gateway.policy.errors import Problem, TooManyRequests, Unauthenticated
+from gateway.policy.errors import Problem, Unauthenticated
 from gateway.policy.hosts import HostAllowList
 from gateway.policy.model import NO_WORKSPACE, AuditEvent
-from gateway.proxy.auth import client_key
+from gateway.proxy.attempts import Attempt, AttemptBudget
 from gateway.store.base import Store
 
 if TYPE_CHECKING:
@@ -61,16 +59,6 @@ def bad_admin_key() -> Unauthenticated:
     return problem
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One admin-key attempt holding a slot of its source's budget."""
-
-    source: str
-    budget: str
-    at_us: int  # when the slot was taken (for the refund)
-    attempts: int  # in the budget's window, this one included
-
-
 class AdminGuard:
     """Checks the Host header and the admin key for one admin listener."""
 
@@ -82,6 +70,9 @@ class AdminGuard:
         self.clock = clock
         key = config.key
         self._expected = None if key is None else hashlib.sha256(key.encode()).digest()
+        self.budget = AttemptBudget(
+            store, prefix=BUDGET_PREFIX, limits=config.key_failures, what="admin-key",
+            on_throttled=lambda: metrics.admin_refused("throttled"))
         listen_host = config.listen.rpartition(":")[0]
         self.hosts = HostAllowList.build(listen_host, config.allowed_hosts)
 
@@ -98,35 +89,18 @@ class AdminGuard:
             # No key configured (the API is off), or none presented (a browser,
             # a probe): nothing is guessed, so nothing is counted.
             raise bad_admin_key()
-        attempt = await self._reserve(address)
+        attempt = await self.budget.reserve(address)
         scheme, _, presented = authorization.partition(" ")
         # Digests of equal length: the comparison takes the same time whatever
         # was presented, its length included.
         digest = hashlib.sha256(presented.strip().encode()).digest()
         right = hmac.compare_digest(digest, self._expected)
         if right and scheme.lower() == "bearer":
-            limits = self.config.key_failures
-            await self.store.refund_rate_limit(attempt.budget, limits.limit,
-                                               limits.window_seconds, at_us=attempt.at_us)
+            await self.budget.refund(attempt)
             return
         self.metrics.admin_refused("wrong_key")
         await self._audit(attempt)
         raise bad_admin_key()
-
-    async def _reserve(self, address: str) -> Attempt:
-        source = client_key(address)
-        budget = BUDGET_PREFIX + source
-        limits = self.config.key_failures
-        reservation = await self.store.reserve_rate_limit(budget, limits.limit,
-                                                          limits.window_seconds)
-        decision = reservation.decision
-        if not decision.allowed or reservation.at_us is None:
-            self.metrics.admin_refused("throttled")
-            raise TooManyRequests(
-                "too many refused admin-key attempts from this address; slow down",
-                headers={"Retry-After": str(max(1, math.ceil(decision.retry_after)))},
-            )
-        return Attempt(source, budget, reservation.at_us, decision.limit - decision.remaining)
 
     async def _audit(self, attempt: Attempt) -> None:
         # The first refusal of a source in an interval writes the event; the

@@ -18,15 +18,12 @@ A source is the client address, or its /64 for IPv6 (``proxy.auth.client_key``).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.config import TrustedAuthSection
 from gateway.lifecycle import Lifecycle
-from gateway.policy.errors import TooManyRequests
 from gateway.policy.model import NO_WORKSPACE
-from gateway.proxy.auth import client_key
+from gateway.proxy.attempts import Attempt, AttemptBudget
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -35,16 +32,6 @@ REFUSED_EVENT = "trusted_auth.key_refused"
 REFUSED_ACTOR = "anonymous"
 BUDGET_PREFIX = "trustedkey:"
 AUDIT_PREFIX = "trustedaudit:"
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One attempt that holds a slot of its source's budget."""
-
-    source: str
-    budget: str
-    at_us: int  # when the slot was taken, to give back exactly it
-    attempts: int  # in the budget's window, this one included
 
 
 class KeyGuard:
@@ -56,29 +43,17 @@ class KeyGuard:
         self.store = lifecycle.store
         self.config = config
         self.metrics = metrics
+        self.budget = AttemptBudget(
+            self.store, prefix=BUDGET_PREFIX, limits=config.key_failures, what="secret_key",
+            on_throttled=metrics.trusted_key_throttled if metrics is not None else None)
 
     async def reserve(self, client: str) -> Attempt:
         """Take a slot of the source's budget; 429 when none is left (nothing compared)."""
-        source = client_key(client)
-        budget = BUDGET_PREFIX + source
-        limits = self.config.key_failures
-        reservation = await self.store.reserve_rate_limit(budget, limits.limit,
-                                                          limits.window_seconds)
-        decision = reservation.decision
-        if not decision.allowed or reservation.at_us is None:
-            if self.metrics is not None:
-                self.metrics.trusted_key_throttled()
-            raise TooManyRequests(
-                "too many refused secret_key attempts from this address; slow down",
-                headers={"Retry-After": str(max(1, math.ceil(decision.retry_after)))},
-            )
-        return Attempt(source, budget, reservation.at_us, decision.limit - decision.remaining)
+        return await self.budget.reserve(client)
 
     async def refund(self, attempt: Attempt) -> None:
         """Give the slot back: the key was right."""
-        limits = self.config.key_failures
-        await self.store.refund_rate_limit(attempt.budget, limits.limit, limits.window_seconds,
-                                           at_us=attempt.at_us)
+        await self.budget.refund(attempt)
 
     async def refused(self, attempt: Attempt, *, workspace: str, known: bool, reason: str,
                       endpoint: str) -> None:

@@ -40,6 +40,7 @@ from gateway.policy.permissions import (
     target_workspace,
     valid_name,
     visible_workspace,
+    workspace_name,
 )
 from gateway.store.base import AlreadyExists, Invalidation, Store, StoreError
 
@@ -163,7 +164,7 @@ class Lifecycle:
     ) -> NewToken:
         """Create a workspace token (admins) or the actor's own member token."""
         if token_type is TokenType.MEMBER and workspace is not None and not actor.is_operator \
-                and workspace != actor.workspace:
+                and workspace_name(workspace) != actor.workspace:
             raise Unprocessable("workspace: a member token belongs to its user's workspace")
         ws = (target_workspace(actor, workspace, self.settings.default_workspace)
               if token_type is TokenType.WORKSPACE else actor.workspace or "")

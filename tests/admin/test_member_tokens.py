@@ -104,3 +104,7 @@ async def test_member_tokens_are_only_ever_for_oneself(gw: Gw) -> None:
     operator = await gw.call("POST", "/tokens", {"type": "member", "name": "x"})
     assert operator.status == 403 and "X-Tokengate-Actor" in operator.detail
     assert await gw.tokens() == []
+    # Workspace names are one case: naming one's own in another case is one's own.
+    own = await gw.call("POST", "/tokens", {"type": "member", "name": "x",
+                                            "workspace": "DEFAULT"}, actor="bob")
+    assert own.status == 201 and own.body["workspace"] == "default"

@@ -49,7 +49,6 @@ class BearerRecord:
     (``""`` for tokens minted before users had one).
     """
 
-
     token_hash: str = field(repr=False)
     user: str
     workspace: str

@@ -122,7 +122,7 @@ def test_token_response_has_the_v2_fields() -> None:
 
 
 @pytest.mark.parametrize(("org_id", "workspace"), [
-    (None, "default"), ("acme", "acme"), (0, "0"), (42, "42"), ("42", "42"),
+    (None, "default"), ("acme", "acme"), (0, "0"), (42, "42"), ("42", "42"), ("Acme", "acme"), ("ACME", "acme"),
 ])
 def test_workspace_of_accepts_strings_and_integers(org_id: object, workspace: str) -> None:
     """org_id names the workspace, as a string or an integer; absent means the default."""

@@ -137,6 +137,27 @@ def _children(pid: int) -> set[int]:
     return out
 
 
+async def _until_listening(gp, pids: set[int]) -> None:  # type: ignore[no-untyped-def]
+    """Wait until every worker in ``pids`` has logged that it listens.
+
+    The gateway answers /healthz as soon as one worker is up; a test that
+    kills a worker must first know that the other one listens too.
+    """
+    for _ in range(500):  # bounded: 10 s
+        listening = set()
+        for line in gp.logs().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("message") == "tokengate listening":
+                listening.add(record.get("pid"))
+        if pids <= listening:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"workers {pids - listening} never listened:\n{gp.logs()}")
+
+
 async def test_a_crashed_worker_is_replaced(
     gateway_factory, redis_url: str, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
 ) -> None:
@@ -146,6 +167,7 @@ async def test_a_crashed_worker_is_replaced(
     gp = gateway_factory(store_url=redis_url, upstream=upstream.url, args=["--workers", "2"])
     workers = _children(gp.proc.pid)
     assert len(workers) == 2
+    await _until_listening(gp, workers)
     victim = min(workers)
     os.kill(victim, signal.SIGKILL)
     for _ in range(150):  # the supervisor waits at least a second between spawns
@@ -154,6 +176,7 @@ async def test_a_crashed_worker_is_replaced(
             break
         await asyncio.sleep(0.02)
     assert len(now) == 2 and victim not in now
+    await _until_listening(gp, now)
     gp.admin_call("POST", "/admin/api/users", {"username": "ada", "role": "admin"})
     _, tok = gp.admin_call("POST", "/admin/api/tokens", {"type": "workspace", "name": "m"})
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:

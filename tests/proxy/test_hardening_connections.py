@@ -263,6 +263,19 @@ async def test_idle_keep_alive_connection_is_closed_after_the_idle_timeout(
 # --- bodies ----------------------------------------------------------------------
 
 
+async def trickle_until_answered(reader: asyncio.StreamReader,
+                                 writer: asyncio.StreamWriter) -> Head:
+    """Send a body 1 byte every 0.5 s until the response head arrives (at most 60 bytes)."""
+    response: asyncio.Task[Head] = asyncio.ensure_future(read_head(reader, timeout=30))
+    sent = 0
+    while not response.done() and sent < 60:  # bounded: 60 bytes, 30 s
+        with contextlib.suppress(ConnectionError):
+            writer.write(b"x")
+        sent += 1
+        await asyncio.wait([response], timeout=0.5)
+    return await response
+
+
 async def test_trickled_body_is_cut_with_408_and_the_upstream_request_aborted(
     gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:
@@ -276,14 +289,7 @@ async def test_trickled_body_is_cut_with_408_and_the_upstream_request_aborted(
     writer.write(f"POST /trickle HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
                  "Content-Length: 1000\r\n\r\n".encode())
     started = time.monotonic()
-    response: asyncio.Task[Head] = asyncio.ensure_future(read_head(reader, timeout=30))
-    sent = 0
-    while not response.done() and sent < 60:  # bounded: 60 bytes, 30 s
-        with contextlib.suppress(ConnectionError):
-            writer.write(b"x")
-        sent += 1
-        await asyncio.wait([response], timeout=0.5)
-    head = await response
+    head = await trickle_until_answered(reader, writer)
     assert head.status == 408 and head.headers["Connection"] == "close"
     assert head.headers["Content-Type"].startswith("application/problem+json")
     assert time.monotonic() - started < 20
@@ -309,14 +315,7 @@ async def test_trickled_token_request_body_is_cut_with_408(
     writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
                  "Content-Length: 500\r\n\r\n".encode())
     started = time.monotonic()
-    response: asyncio.Task[Head] = asyncio.ensure_future(read_head(reader, timeout=30))
-    sent = 0
-    while not response.done() and sent < 60:  # bounded: 60 bytes, 30 s
-        with contextlib.suppress(ConnectionError):
-            writer.write(b"x")
-        sent += 1
-        await asyncio.wait([response], timeout=0.5)
-    head = await response
+    head = await trickle_until_answered(reader, writer)
     assert head.status == 408 and head.headers["Connection"] == "close"
     assert time.monotonic() - started < 20
     assert await closed_by_server(reader, timeout=10)

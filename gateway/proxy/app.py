@@ -42,6 +42,7 @@ from gateway.proxy.problems import http_problem, problem_response
 from gateway.proxy.state import (
     CLIENT,
     IDENTITY,
+    METHODS,
     PATH,
     RATE_LIMIT_HEADERS,
     REQUEST_ID,
@@ -174,6 +175,7 @@ def enforce_middleware(gw: Gateway) -> Middleware:
         if methods is None:
             verdict = policy.rules.evaluate(request.method, path, identity.token_type)
         else:
+            request[METHODS] = methods  # for the limiter's class
             verdict = policy.rules.evaluate_methods(methods, path, identity.token_type)
         for rule in verdict.dry_run:
             metrics.denied(rule.name, "dry-run")
@@ -203,11 +205,8 @@ def limit_middleware(gw: Gateway) -> Middleware:
             return await handler(request)
         path = request[PATH]
         classes = gw.policy.classes
-        # An override never buys a laxer class: the strictest candidate's
-        # applies. Without named classes (the default) there is nothing to pick.
-        methods = candidate_methods(request.method, request.headers, path=path,
-                                    raw_query=request.rel_url.raw_query_string,
-                                    has_body=request.body_exists) if classes.classes else None
+        # An override never buys a laxer class: the strictest candidate's applies.
+        methods = request.get(METHODS)
         route_class = (classes.classify(request.method, path) if methods is None
                        else classes.classify_methods(methods, path))
         request[ROUTE_CLASS] = route_class.name

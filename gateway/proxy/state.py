@@ -12,6 +12,8 @@ REQUEST_ID = web.RequestKey("tokengate.request_id", str)
 PATH = web.RequestKey("tokengate.path", str)
 """The normalised path: what the rules match and what is forwarded."""
 IDENTITY = web.RequestKey("tokengate.identity", Identity)
+METHODS = web.RequestKey("tokengate.methods", tuple)
+"""Set only when a method override names others: every method the upstream could route."""
 ROUTE_CLASS = web.RequestKey("tokengate.route_class", str)
 RATE_LIMIT_HEADERS = web.RequestKey("tokengate.rate_limit_headers", Sequence)
 UPSTREAM_STATUS = web.RequestKey("tokengate.upstream_status", object)

@@ -79,23 +79,10 @@ class ListenSection(_Section):
         return v
 
 
-class ProxySection(ListenSection):
-    listen: str = "0.0.0.0:8080"
-    max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)
-    assertion: bool = False
-    assertion_ttl_seconds: int = Field(default=60, ge=10, le=3600)
-    # The JWT ``aud``; unset, the upstream URL's origin (see Settings.assertion_audience).
-    assertion_audience: str | None = Field(default=None, min_length=1, max_length=512)
+class TrustedPeers(_Section):
+    """A section naming the peers whose forwarding headers are believed."""
+
     trusted_proxies: list[str] = Field(default_factory=list, max_length=256)
-    # X-HTTP-Method-Override and siblings: dropped before the upstream, or passed
-    # on; the deny rules check the methods they name either way (policy/methods.py).
-    method_override_headers: Literal["strip", "forward"] = "strip"
-    # Connection hardening (gateway/proxy/connections.py and forward.py).
-    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
-    idle_timeout_seconds: float = Field(default=60.0, gt=0, le=86400)
-    body_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
-    body_min_rate_bytes: int = Field(default=1024, ge=0, le=1 << 30)
-    max_connections: int = Field(default=10000, ge=1, le=1_000_000)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -113,6 +100,38 @@ class ProxySection(ListenSection):
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """The trusted proxies as networks."""
         return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
+
+
+class ProxySection(ListenSection, TrustedPeers):
+    listen: str = "0.0.0.0:8080"
+    max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)
+    assertion: bool = False
+    assertion_ttl_seconds: int = Field(default=60, ge=10, le=3600)
+    # The JWT ``aud``; unset, the upstream URL's origin (see Settings.assertion_audience).
+    assertion_audience: str | None = Field(default=None, min_length=1, max_length=512)
+    # X-HTTP-Method-Override and siblings: dropped before the upstream, or passed
+    # on; the deny rules check the methods they name either way (policy/methods.py).
+    method_override_headers: Literal["strip", "forward"] = "strip"
+    # Connection hardening (gateway/proxy/connections.py and forward.py).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    idle_timeout_seconds: float = Field(default=60.0, gt=0, le=86400)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    body_min_rate_bytes: int = Field(default=1024, ge=0, le=1 << 30)
+    max_connections: int = Field(default=10000, ge=1, le=1_000_000)
+
+
+class AuthzSection(TrustedPeers):
+    """The forward-auth decision endpoint (gateway/proxy/authz.py)."""
+
+    enabled: bool = False
+    # Envoy's ext_authz appends the original path to its path_prefix: the
+    # endpoint answers every path under this prefix.
+    path: str = Field(default="/_tokengate/authz", max_length=128,
+                      pattern=r"^(/[A-Za-z0-9._~-]+)+$")
+    # Only these peers' X-Original-* / X-Forwarded-* headers are believed;
+    # anyone else gets 403.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+                                       min_length=1, max_length=256)
 
 
 class AdminSection(ListenSection):
@@ -279,6 +298,7 @@ class Settings(_Section):
     default_workspace: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     workspace_path: str | None = "/api/{workspace}/**"
     proxy: ProxySection = ProxySection()
+    authz: AuthzSection = AuthzSection()
     admin: AdminSection = AdminSection()
     upstream: UpstreamSection = UpstreamSection()
     store: StoreSection = StoreSection()

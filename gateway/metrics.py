@@ -60,6 +60,7 @@ TOKEN_TYPES: Final = ("workspace", "member", "personal", "trusted", "none")
 DEFAULT_ROUTE_CLASS: Final = "default"
 UPSTREAM_STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "error")
 ADMIN_REFUSED_REASONS: Final = ("wrong_key", "throttled", "wrong_host")
+AUTHZ_PROTOCOLS: Final = ("nginx", "forwarded", "envoy")
 
 # Open label sets keep at most this many distinct values; later ones share
 # OVERFLOW_LABEL. Route classes and rules come from config, workspaces from the
@@ -182,6 +183,19 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # Shapes are gateway.policy.forwardauth.Shape values.
+        self.authz_decisions = Counter(
+            "tokengate_authz_decisions_total",
+            "Forward-auth decisions answered, by the asking proxy's protocol "
+            "(nginx, forwarded: Traefik and Caddy, envoy) and allowed true/false.",
+            ["protocol", "allowed"],
+            registry=r,
+        )
+        self.authz_untrusted = Counter(
+            "tokengate_authz_untrusted_peers_total",
+            "Decision requests refused (403) because the peer is not in authz.trusted_proxies.",
+            registry=r,
+        )
         self.build_info = Gauge(
             "tokengate_build_info",
             "Always 1; the version label tells which tokengate build runs.",
@@ -212,6 +226,9 @@ class Metrics:
             self._upstream_child(status_class)
         for reason in ADMIN_REFUSED_REASONS:
             self.admin_refusals.labels(reason)
+        for protocol in AUTHZ_PROTOCOLS:
+            for allowed in ("true", "false"):
+                self.authz_decisions.labels(protocol, allowed)
 
     def declare_route_classes(self, names: Iterable[str]) -> None:
         """Pre-create request series for configured route classes (call on start and reload)."""
@@ -299,6 +316,14 @@ class Metrics:
     def audit_event_suppressed(self) -> None:
         """Count one security event not written because an earlier one stands for it."""
         self.audit_suppressed.inc()
+
+    def authz_decision(self, protocol: str, allowed: bool) -> None:
+        """Count one forward-auth decision (``protocol`` one of AUTHZ_PROTOCOLS)."""
+        self.authz_decisions.labels(protocol, "true" if allowed else "false").inc()
+
+    def authz_untrusted_peer(self) -> None:
+        """Count one decision request from a peer not allowed to ask."""
+        self.authz_untrusted.inc()
 
     def admin_refused(self, reason: str) -> None:
         """Count one refused admin-listener request (a reason of ADMIN_REFUSED_REASONS)."""

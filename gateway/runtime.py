@@ -14,6 +14,8 @@ from gateway.config import Settings, compiled_policy
 from gateway.keys import Keys
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
+from gateway.policy.headers import identity_headers
+from gateway.policy.model import Identity
 from gateway.policy.policyset import PolicySet
 from gateway.proxy.auth import Authenticator
 from gateway.proxy.cache import CredentialCache
@@ -87,6 +89,15 @@ class Gateway:
             self.cache.invalidate]
         self.draining = False
         self._install_extensions()
+
+    def identity_headers(self, identity: Identity, request_id: str) -> list[tuple[str, str]]:
+        """What the upstream is told about the caller (and the signed assertion, if on)."""
+        headers = identity_headers(identity)
+        if self.settings.proxy.assertion:
+            headers.append(("X-Tokengate-Assertion", self.signer.assertion(
+                identity, self.clock(), request_id=request_id,
+                audience=self.settings.assertion_audience)))
+        return headers
 
     def _install_extensions(self) -> None:
         """Features that add public endpoints or credential kinds hook in here."""

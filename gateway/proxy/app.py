@@ -30,7 +30,6 @@ from gateway.policy.errors import (
 from gateway.policy.headers import (
     client_address,
     forwarded_for,
-    identity_headers,
     is_trusted,
     request_id,
 )
@@ -38,12 +37,16 @@ from gateway.policy.methods import candidate_methods
 from gateway.policy.model import Identity, TokenType
 from gateway.policy.paths import normalize_path
 from gateway.policy.ratelimit import rate_limit_headers
+from gateway.proxy import authz
 from gateway.proxy.problems import http_problem, problem_response
 from gateway.proxy.state import (
     CLIENT,
+    DECISION,
     IDENTITY,
+    METHOD,
     METHODS,
     PATH,
+    QUERY,
     RATE_LIMIT_HEADERS,
     REQUEST_ID,
     ROUTE_CLASS,
@@ -90,23 +93,25 @@ def observe_middleware(gw: Gateway) -> Middleware:
         request[REQUEST_ID] = rid
         metrics.in_flight.inc()
         outcome = "allowed"
+        problem: Problem | None = None
         try:
             try:
                 response = await handler(request)
             except StoreError:
                 raise StoreUnavailable() from None
-        except Problem as problem:
-            outcome = _outcome(problem)
-            response = problem_response(problem)
+        except Problem as exc:
+            problem = exc
         except web.HTTPException as exc:  # aiohttp's own (e.g. 413 body too large)
-            outcome = "bad_request" if exc.status < 500 else "upstream_error"
-            response = problem_response(http_problem(exc))
+            problem = http_problem(exc)
         except Exception:
             log.exception("unhandled error in the proxy", extra={"request_id": rid})
-            outcome = "upstream_error"
-            response = problem_response(Problem("internal error"))
+            problem = Problem("internal error")
         finally:
             metrics.in_flight.dec()
+        if problem is not None:
+            outcome = _outcome(problem)
+            response = problem_response(problem)
+            authz.refused(metrics, request, response, problem.body())
         if not response.prepared:
             response.headers["X-Request-Id"] = rid
         if not request.content.is_eof():
@@ -120,7 +125,7 @@ def observe_middleware(gw: Gateway) -> Middleware:
         metrics.request(outcome, token_type, route_class, elapsed)
         if access:
             log_access({
-                "request_id": rid, "method": request.method,
+                "request_id": rid, "method": request.get(METHOD, request.method),
                 "path": request.get(PATH) or "-", "status": response.status,
                 "duration_ms": round(elapsed * 1000, 3), "outcome": outcome,
                 "token_type": token_type, "token": identity.token if identity else None,
@@ -134,18 +139,30 @@ def observe_middleware(gw: Gateway) -> Middleware:
 
 
 def authenticate_middleware(gw: Gateway) -> Middleware:
-    """Normalise the path once, then authenticate (except public endpoints)."""
+    """Find the request to judge, normalise its path, then authenticate (except public endpoints).
 
+    The request to judge is the request itself, or for a forward-auth
+    decision the original request the asking proxy describes.
+    """
     trusted = gw.trusted_proxies
+    asker = authz.Asker(gw) if gw.settings.authz.enabled else None
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        peer = request.remote or "unknown"
-        request[CLIENT] = client_address(
-            peer, request.headers.getall("X-Forwarded-For", []), trusted) if trusted else peer
-        raw_path = request.raw_path.partition("?")[0]
-        request[PATH] = normalize_path(raw_path)
         route = request.match_info.route
+        if asker is not None and route.name == authz.ROUTE:
+            original, request[CLIENT] = asker.original(request)
+            request[DECISION] = original.shape
+            method, raw_path, query = original.method, original.raw_path, original.raw_query
+        else:
+            peer = request.remote or "unknown"
+            request[CLIENT] = client_address(
+                peer, request.headers.getall("X-Forwarded-For", []), trusted) if trusted else peer
+            method = request.method
+            raw_path, _, query = request.raw_path.partition("?")
+        request[METHOD] = method
+        request[QUERY] = query
+        request[PATH] = normalize_path(raw_path)
         if route.name is not None and route.name.startswith(PUBLIC):
             return await handler(request)
         request[IDENTITY] = await gw.authenticator(
@@ -167,13 +184,15 @@ def enforce_middleware(gw: Gateway) -> Middleware:
             return await handler(request)
         policy = gw.policy
         path = request[PATH]
+        method = request[METHOD]
         # With a method override the upstream may route another method than
-        # the request line's: every one it could route is checked.
-        methods = candidate_methods(request.method, request.headers, path=path,
-                                    raw_query=request.rel_url.raw_query_string,
-                                    has_body=request.body_exists)
+        # the request line's: every one it could route is checked. A
+        # decision request carries no body: the original may have had one.
+        methods = candidate_methods(
+            method, request.headers, path=path, raw_query=request[QUERY],
+            has_body=request.body_exists if request.get(DECISION) is None else True)
         if methods is None:
-            verdict = policy.rules.evaluate(request.method, path, identity.token_type)
+            verdict = policy.rules.evaluate(method, path, identity.token_type)
         else:
             request[METHODS] = methods  # for the limiter's class
             verdict = policy.rules.evaluate_methods(methods, path, identity.token_type)
@@ -207,7 +226,7 @@ def limit_middleware(gw: Gateway) -> Middleware:
         classes = gw.policy.classes
         # An override never buys a laxer class: the strictest candidate's applies.
         methods = request.get(METHODS)
-        route_class = (classes.classify(request.method, path) if methods is None
+        route_class = (classes.classify(request[METHOD], path) if methods is None
                        else classes.classify_methods(methods, path))
         request[ROUTE_CLASS] = route_class.name
         if by_user or identity.token_type is TokenType.TRUSTED:
@@ -253,12 +272,8 @@ async def forward_handler(request: web.Request) -> web.StreamResponse:
         ("X-Forwarded-Host",
          headers.get("X-Forwarded-Host", request.host) if behind_proxy else request.host),
         ("X-Request-Id", request[REQUEST_ID]),
-        *identity_headers(identity),
+        *gw.identity_headers(identity, request[REQUEST_ID]),
     ]
-    if gw.settings.proxy.assertion:
-        added.append(("X-Tokengate-Assertion", gw.signer.assertion(
-            identity, gw.clock(), request_id=request[REQUEST_ID],
-            audience=gw.settings.assertion_audience)))
     response_headers = [
         *request.get(RATE_LIMIT_HEADERS, ()),
         ("X-Request-Id", request[REQUEST_ID]),
@@ -290,6 +305,10 @@ def build_proxy_app(gw: Gateway) -> web.Application:
                       "lingering_time": 0},
     )
     app[GATEWAY] = gw
+    if gw.settings.authz.enabled:
+        # Envoy appends the original path: every path under the prefix.
+        app.router.add_route("*", gw.settings.authz.path + r"{tail:(?:/.*)?}",
+                             authz.decision_handler(gw), name=authz.ROUTE)
     for route in gw.public_routes:
         app.router.add_route(route.method, route.path, route.handler, name=PUBLIC + route.name)
     # No 100 Continue before the checks: the forwarder sends it (forward.py).

@@ -299,6 +299,9 @@ class Settings(_Section):
     workspace_path: str | None = "/api/{workspace}/**"
     proxy: ProxySection = ProxySection()
     authz: AuthzSection = AuthzSection()
+    # Paths matching workspace_path that name no workspace: ThoughtSpot's REST API v2.
+    workspace_path_except: list[str] = Field(default_factory=lambda: ["/api/rest/2.0/**"],
+                                             max_length=64)
     admin: AdminSection = AdminSection()
     upstream: UpstreamSection = UpstreamSection()
     store: StoreSection = StoreSection()
@@ -322,6 +325,12 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _compile_policy(self) -> Settings:
+    @field_validator("workspace_path_except", mode="before")
+    @classmethod
+    def _split_except(cls, v: Any) -> Any:
+        # From the environment: TOKENGATE_WORKSPACE_PATH_EXCEPT="/api/rest/2.0/**,/x/**"
+        return [item.strip() for item in v.split(",") if item.strip()] if isinstance(v, str) else v
+
         # Compile once here so a bad rule stops start-up with its name.
         compiled_policy(self)
         return self
@@ -349,6 +358,7 @@ def compiled_policy(settings: Settings) -> Any:
         workspace_path=settings.workspace_path,
     )
 
+        workspace_path_except=settings.workspace_path_except,
 
 SECTIONS = tuple(
     sorted(

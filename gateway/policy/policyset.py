@@ -14,10 +14,10 @@ from gateway.policy.rules import (
     DEFAULT_RULES,
     RouteClasses,
     RuleSet,
-    WorkspaceScope,
     compile_route_classes,
     compile_rules,
 )
+from gateway.policy.scope import WorkspaceScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,7 @@ class PolicySet:
         default_limit: int,
         default_window: float,
         workspace_path: str | None,
+        workspace_path_except: Sequence[str] = (),
     ) -> PolicySet:
         """Compile; ``ValueError`` names the rule or class at fault.
 
@@ -48,5 +49,6 @@ class PolicySet:
             classes=compile_route_classes(
                 classes, default_limit=default_limit, default_window=default_window
             ),
-            scope=WorkspaceScope(workspace_path) if workspace_path else None,
+            scope=(WorkspaceScope(workspace_path, exceptions=workspace_path_except)
+                   if workspace_path else None),
         )

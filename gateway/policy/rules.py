@@ -1,4 +1,4 @@
-"""Endpoint rules as data: deny rules, workspace scoping and rate-limit route classes.
+"""Endpoint rules as data: deny rules and rate-limit route classes.
 
 Everything here is compiled once from configuration and then asked, per request,
 about a method and a *normalised* path (:func:`gateway.policy.paths.normalize_path`).
@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
-from urllib.parse import unquote
 
 from gateway.policy.model import TokenType
 from gateway.policy.patterns import PathPattern, split_path
@@ -158,39 +157,6 @@ def compile_rules(entries: Sequence[Mapping[str, Any]]) -> RuleSet:
             case_sensitive=pattern.case_sensitive,
         ))
     return RuleSet(rules)
-
-
-class WorkspaceScope:
-    """Where a path names a workspace, so a token cannot reach another one's.
-
-    ``case_sensitive`` applies to the pattern's literal segments; the workspace
-    itself is always compared exactly.
-    """
-
-    __slots__ = ("pattern",)
-
-    def __init__(self, pattern: str = "/api/{workspace}/**", *, case_sensitive: bool = False) -> None:
-        self.pattern = PathPattern(pattern, case_sensitive=case_sensitive)
-        _require(f"workspace_path {pattern!r}", "workspace" in self.pattern.params,
-                 "must contain '{workspace}'")
-
-    def workspace_of(self, path: str) -> str | None:
-        """The workspace a normalised path names (percent-decoded), or None."""
-        params = self.pattern.match(path)
-        if params is None:
-            return None
-        # Decoded as the upstream reads it, but ";params" kept: "ws;x" is not
-        # "ws", so such a path is refused rather than guessed at.
-        return unquote(params["workspace"])
-
-    def permits(self, path: str, workspace: str) -> bool:
-        """True unless the normalised path names a workspace other than ``workspace``."""
-        named = self.workspace_of(path)
-        if named is None:
-            return True
-        # Exact: workspace names are one case (folded when created), so "Acme"
-        # in a path is not "acme"'s, whatever the upstream makes of it.
-        return named == workspace
 
 
 @dataclass(frozen=True, slots=True)

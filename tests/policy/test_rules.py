@@ -18,10 +18,10 @@ from gateway.policy.rules import (
     DEFAULT_RULES,
     STANDARD_METHODS,
     RuleSet,
-    WorkspaceScope,
     compile_route_classes,
     compile_rules,
 )
+from gateway.policy.scope import WorkspaceScope
 
 WORKSPACE, MEMBER, PERSONAL, TRUSTED = (
     TokenType.WORKSPACE, TokenType.MEMBER, TokenType.PERSONAL, TokenType.TRUSTED

@@ -55,6 +55,11 @@ def original_request(headers: Headers, *, method: str, tail: str, query: str) ->
     ``method``, ``tail`` and ``query`` are the decision request's own method,
     raw path after ``authz.path`` and raw query (Envoy's shape).
     """
+    return read_original(shape_of(headers, tail), headers, method=method, tail=tail, query=query)
+
+
+def shape_of(headers: Headers, tail: str) -> Shape:
+    """Which proxy's protocol a decision request speaks (exactly one, or 400)."""
     nginx = any(headers.getall(name, []) for name in NGINX_HEADERS)
     forwarded = any(headers.getall(name, []) for name in FORWARDED_HEADERS)
     envoy = tail != ""
@@ -64,26 +69,36 @@ def original_request(headers: Headers, *, method: str, tail: str, query: str) ->
             "proxy's headers (X-Original-*, X-Forwarded-Method/-Uri, or a path after "
             "the decision path); a proxy must set its own and clear the others")
     if nginx:
+        return Shape.NGINX
+    if forwarded:
+        return Shape.FORWARDED
+    if envoy:
+        return Shape.ENVOY
+    raise BadRequest(
+        "a decision request names its original request: X-Original-Method and "
+        "X-Original-URI (nginx), X-Forwarded-Method and X-Forwarded-Uri (Traefik, "
+        "Caddy), or the original path after the decision path (Envoy)")
+
+
+def read_original(shape: Shape, headers: Headers, *, method: str, tail: str,
+                  query: str) -> Original:
+    """The original request, read the way ``shape`` describes it."""
+    if shape is Shape.NGINX:
         uri = _single(headers, "X-Original-URI")
         if uri is None:
             url = _single(headers, "X-Original-URL")
             if url is None:
                 raise BadRequest("X-Original-Method needs X-Original-URI or X-Original-URL")
             uri = _uri_of_url(url)
-        return _original(Shape.NGINX, _method(headers, "X-Original-Method"), uri)
-    if forwarded:
+        return _original(shape, _method(headers, "X-Original-Method"), uri)
+    if shape is Shape.FORWARDED:
         uri = _single(headers, "X-Forwarded-Uri")
         if uri is None:
             raise BadRequest("X-Forwarded-Method needs X-Forwarded-Uri")
-        return _original(Shape.FORWARDED, _method(headers, "X-Forwarded-Method"), uri)
-    if envoy:
-        if not tail.startswith("/"):
-            raise BadRequest("the original path after the decision path must start with '/'")
-        return Original(Shape.ENVOY, method, tail, query)
-    raise BadRequest(
-        "a decision request names its original request: X-Original-Method and "
-        "X-Original-URI (nginx), X-Forwarded-Method and X-Forwarded-Uri (Traefik, "
-        "Caddy), or the original path after the decision path (Envoy)")
+        return _original(shape, _method(headers, "X-Forwarded-Method"), uri)
+    if not tail.startswith("/"):
+        raise BadRequest("the original path after the decision path must start with '/'")
+    return Original(shape, method, tail, query)
 
 
 def _single(headers: Headers, name: str) -> str | None:

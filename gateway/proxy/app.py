@@ -152,7 +152,6 @@ def authenticate_middleware(gw: Gateway) -> Middleware:
         route = request.match_info.route
         if asker is not None and route.name == authz.ROUTE:
             original, request[CLIENT] = asker.original(request)
-            request[DECISION] = original.shape
             method, raw_path, query = original.method, original.raw_path, original.raw_query
         else:
             peer = request.remote or "unknown"

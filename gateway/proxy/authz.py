@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.policy.errors import BadRequest, Forbidden
-from gateway.policy.forwardauth import Original, Shape, original_request
+from gateway.policy.forwardauth import Original, Shape, read_original, shape_of
 from gateway.policy.headers import client_address, is_trusted
 from gateway.proxy.state import (
     DECISION,
@@ -52,7 +52,7 @@ class Asker:
         self.metrics = gw.metrics
 
     def original(self, request: web.Request) -> tuple[Original, str]:
-        """The request a decision is about, and its client's address."""
+        """The request a decision is about, and its client's address (sets DECISION)."""
         peer = request.remote or "unknown"
         if not is_trusted(peer, self.allowed):
             self.metrics.authz_untrusted_peer()
@@ -64,9 +64,11 @@ class Asker:
         if not raw_path.startswith(self.prefix):
             # The route matched a decoded spelling (/_tokengate/%61uthz).
             raise BadRequest(f"spell the decision path {self.prefix} literally")
-        original = original_request(
-            request.headers, method=request.method,
-            tail=raw_path[len(self.prefix):], query=query)
+        tail = raw_path[len(self.prefix):]
+        shape = shape_of(request.headers, tail)
+        request[DECISION] = shape  # from here on, a refusal is answered in shape's terms
+        original = read_original(shape, request.headers, method=request.method,
+                                 tail=tail, query=query)
         client = client_address(peer, request.headers.getall("X-Forwarded-For", []),
                                 self.proxies)
         return original, client

@@ -102,11 +102,13 @@ def check_side(side: sides.Side, authorization: str, checks_auth: bool) -> None:
         raise BenchError(f"{side.key} {side.label}: expected 200 from the upstream, got "
                          f"{status}: {body[:300]!r}")
     if checks_auth:
-        status, _, body = get(side.url, None)
+        status, refusal, body = get(side.url, None)
         if status != 401:
             raise BenchError(f"{side.key} {side.label}: a request without credentials got "
                              f"{status}, not 401: {body[:300]!r}")
-    if side.label.startswith("tokengate"):
+        if "WWW-Authenticate" not in refusal:
+            raise BenchError(f"{side.key} {side.label}: its 401 carries no WWW-Authenticate")
+    if "tokengate" in side.label:
         limit = headers.get("X-RateLimit-Limit")
         side.notes["x_ratelimit_limit"] = str(limit)
         if limit is None:
@@ -134,6 +136,11 @@ def wait_quiet(bench: Bench) -> None:
             announced = True
 
 
+def side_cpu(side: sides.Side) -> float:
+    """CPU seconds used so far by every process of ``side``."""
+    return sum(cpu_seconds(pid) for pid in side.pids)
+
+
 def timed_run(bench: Bench, side: sides.Side, script: Path, conns: int, seconds: float,
               warmup: float) -> dict[str, Any]:
     """One measured run; redone once if other work disturbed it and patience allows."""
@@ -155,7 +162,7 @@ def _timed_run(bench: Bench, side: sides.Side, script: Path, conns: int, seconds
     stats = RedisStats(bench.redis_port)
     before = stats.commandstats()
     upstream_before = sides.upstream_requests(bench.upstream_port)
-    cpu_side, cpu_help = cpu_seconds(side.proc.pid), bench.helper_cpu()
+    cpu_side, cpu_help = side_cpu(side), bench.helper_cpu()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy = machine_busy_seconds()
     t0 = time.monotonic()
@@ -167,7 +174,7 @@ def _timed_run(bench: Bench, side: sides.Side, script: Path, conns: int, seconds
     forwarded = sides.upstream_requests(bench.upstream_port) - upstream_before - 1
     redis = commandstats_delta(before, stats.commandstats())
     wrk_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
-    side_cpu = cpu_seconds(side.proc.pid) - cpu_side
+    side_used = side_cpu(side) - cpu_side
     helper_cpu = bench.helper_cpu() - cpu_help + wrk_cpu
     return {
         **result.as_dict(),
@@ -175,11 +182,11 @@ def _timed_run(bench: Bench, side: sides.Side, script: Path, conns: int, seconds
         "connections": conns,
         "forwarded": forwarded,
         "redis": redis,
-        "side_cores": round(side_cpu / wall, 3),
+        "side_cores": round(side_used / wall, 3),
         "helper_cores": round(helper_cpu / wall, 3),
         # Busy time of the machine not charged to the side, wrk, Redis or the upstream:
         # kernel networking work not billed to a process, and anything else running.
-        "other_cores": round(max(0.0, busy - side_cpu - helper_cpu) / wall, 3),
+        "other_cores": round(max(0.0, busy - side_used - helper_cpu) / wall, 3),
     }
 
 

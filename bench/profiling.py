@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import authz_side
 import report
 import sides
 from load import one_header_script
@@ -59,7 +60,7 @@ ROOT_FUNCS = frozenset({"<module>", "main"})
 # The files whose functions are the request's stages (middlewares and the handler): each
 # sample is charged to the deepest such frame on its stack, so a middleware's share is its
 # own work plus the library calls it makes, without the stages nested inside it.
-STAGE_FILES = ("gateway/proxy/app.py", "bare_proxy.py")
+STAGE_FILES = ("gateway/proxy/app.py", "gateway/proxy/authz.py", "bare_proxy.py")
 # uvloop's event loop is C with no Python frames: its own time (polling, socket reads and
 # writes, callbacks' glue) shows as the self time of whichever function started the loop.
 LOOP_FUNCS = frozenset({"Runner.run", "run_app", "BaseEventLoop.run_until_complete",
@@ -158,52 +159,65 @@ def format_summary(summary: dict[str, Any], label: str, seconds: int) -> str:
 
 
 def profile(bench: Bench) -> dict[str, Any]:
-    """Sample the first side named by ``--only`` (tokengate by default) under load."""
+    """Sample the first side named by ``--only`` (tokengate by default) under load.
+
+    For ``--only authz`` the sampled process is D's tokengate, loaded through D's nginx.
+    """
     spy = shutil.which("py-spy")
     if spy is None:
         print("bench: 'py-spy' is missing; install it with: pip install py-spy")
         raise SystemExit(2)
     which = "tokengate" if not bench.args.only_given else bench.args.only[0]
     if which == "nginx":
-        raise BenchError("--profile samples a Python proxy: use --only bare or tokengate")
-    if which == "tokengate":
-        if why := sides.tokengate_available():
+        raise BenchError("--profile samples a Python process: use --only bare, tokengate "
+                         "or authz")
+    if which in ("tokengate", "authz"):
+        if why := sides.tokengate_available() or (which == "authz" and authz_side.available()):
             raise BenchError(f"the profile needs tokengate: {why}")
         authorization = basic(*bench.credentials())
-        side = sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port,
-                                     name="tokengate-prof")
+        if which == "authz":
+            side = authz_side.start(bench.procs, bench.workdir, bench.tg, bench.upstream_port)
+        else:
+            side = sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port,
+                                         name="tokengate-prof")
     else:
         authorization = basic("bench", "not-checked")
         side = sides.start_bare(bench.procs, bench.upstream_port)
     try:
-        check_side(side, authorization, checks_auth=which == "tokengate")
-        return _profile(bench, side, spy, authorization)
+        check_side(side, authorization, checks_auth=which != "bare")
+        # D's Python process is its tokengate, behind nginx.
+        target = side.companions[0] if side.companions else side.proc
+        return _profile(bench, side, spy, authorization, target.pid)
     finally:
-        bench.procs.stop(side.proc)
+        for proc in (side.proc, *side.companions):
+            bench.procs.stop(proc)
 
 
-def _profile(bench: Bench, side: sides.Side, spy: str, authorization: str) -> dict[str, Any]:
+def _profile(bench: Bench, side: sides.Side, spy: str, authorization: str,
+             pid: int) -> dict[str, Any]:
     seconds = bench.args.duration * 2
     script = one_header_script(bench.workdir / "profile.lua", authorization)
     report.RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = report.RESULTS / f"profile-{side.label.replace(' ', '-')}-{stamp}.collapsed.txt"
+    out = report.RESULTS / f"profile-{re.sub(r'[^a-z0-9]+', '-', side.label)}-{stamp}.collapsed.txt"
     load = subprocess.Popen(
         pinned([bench.wrk, "-t1", "-c32", f"-d{seconds + 3}s", "--timeout=5s", "-s",
                 str(script), side.url], HELPER_CORE),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.5)  # warm-up
-        bench.say(f"bench: py-spy record on {side.label} (pid {side.proc.pid}) for {seconds}s")
-        cpu0, up0, t0 = (cpu_seconds(side.proc.pid), sides.upstream_requests(bench.upstream_port),
+        bench.say(f"bench: py-spy record on {side.label} (pid {pid}) for {seconds}s")
+        side_cpu0 = sum(cpu_seconds(p) for p in side.pids)
+        cpu0, up0, t0 = (cpu_seconds(pid), sides.upstream_requests(bench.upstream_port),
                          time.monotonic())
         done = subprocess.run(
-            pinned([spy, "record", "--pid", str(side.proc.pid), "--duration", str(seconds),
+            pinned([spy, "record", "--pid", str(pid), "--duration", str(seconds),
                     "--rate", "200", "--format", "raw", "--output", str(out)],
                    HELPER_CORE),
             check=False, capture_output=True, text=True, timeout=seconds + 60)
         wall = time.monotonic() - t0
-        cpu = cpu_seconds(side.proc.pid) - cpu0
+        cpu = cpu_seconds(pid) - cpu0
+        side_cpu = sum(cpu_seconds(p) for p in side.pids) - side_cpu0
         forwarded = sides.upstream_requests(bench.upstream_port) - up0 - 1
         if done.returncode != 0 or not out.exists():
             raise BenchError(f"py-spy failed ({done.returncode}): {done.stderr[-1500:]}")
@@ -212,8 +226,12 @@ def _profile(bench: Bench, side: sides.Side, spy: str, authorization: str) -> di
         load.wait(10)
     summary = summarize(out)
     summary.update(rps=forwarded / wall, cores=cpu / wall,
-                   cpu_us_per_request=1e6 * cpu / forwarded if forwarded else 0.0)
+                   cpu_us_per_request=1e6 * cpu / forwarded if forwarded else 0.0,
+                   side_cpu_us_per_request=1e6 * side_cpu / forwarded if forwarded else 0.0)
     print(format_summary(summary, side.label, seconds))
+    if side.companions:
+        print(f"  the whole side (nginx and tokengate): {summary['side_cpu_us_per_request']:.0f} "
+              f"us of CPU per request; tokengate alone {summary['cpu_us_per_request']:.0f} us")
     print(f"collapsed stacks: {out.relative_to(sides.REPO)}")
     return {"scenario": "profile", "side": side.label, "seconds": seconds,
             "collapsed": str(out), **summary}

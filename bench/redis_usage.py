@@ -69,6 +69,18 @@ def monitor_sample(bench: Bench, side: sides.Side, script: Path, seconds: int = 
     return {"requests": result.requests, "commands": counts}
 
 
+def merge_samples(samples: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several MONITOR samples as one: the requests and per-command counts added up."""
+    merged: dict[str, Any] = {"requests": 0, "commands": {}}
+    for sample in samples:
+        merged["requests"] += sample.get("requests", 0)
+        for cmd, per in sample.get("commands", {}).items():
+            into = merged["commands"].setdefault(cmd, {"client": 0, "script": 0})
+            into["client"] += per["client"]
+            into["script"] += per["script"]
+    return merged
+
+
 # Commands Redis refuses inside a script: always sent by a client, sampled or not.
 CLIENT_ONLY = frozenset({
     "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script|load",

@@ -19,6 +19,10 @@ TARGET_REDIS_PER_REQUEST = 1.0
 TARGET_RSS_MB = 100.0
 TARGET_RSS_GROWTH_MB = 3.0  # "no growth", allowing for allocator noise
 TARGET_WORKERS_SPEEDUP = 1.5
+# The targets of issue 12 for D (nginx auth_request + tokengate's decision endpoint).
+TARGET_AUTHZ_VS_BARE = 1.5
+TARGET_AUTHZ_VS_SIDECAR = 2.5
+TARGET_AUTHZ_P50_VS_NGINX_MS = 0.3
 
 # Busy CPU on the machine beyond what a run accounts for (other users' work), in cores,
 # above which the run is called noisy and left out of the medians when clean rounds exist.
@@ -72,8 +76,8 @@ def _num(value: float, fmt: str) -> str:
 
 def side_table(sides: Mapping[str, Mapping[str, Any]], conns: Sequence[int]) -> str:
     """The main table: one row per side."""
-    head1 = f"{'':22}"
-    head2 = f"{'side':22}"
+    head1 = f"{'':26}"
+    head2 = f"{'side':26}"
     for c in conns:
         title = f"{c} connection{'s' if c != 1 else ''}"
         head1 += f" | {title:^27}"
@@ -82,7 +86,7 @@ def side_table(sides: Mapping[str, Mapping[str, Any]], conns: Sequence[int]) -> 
     head2 += f" | {'cmd/req':>7} | {'MB':>7}"
     lines = [head1, head2, "-" * len(head2)]
     for key, side in sides.items():
-        row = f"{key + ' ' + side['label']:22}"
+        row = f"{key + ' ' + side['label']:26}"
         for c in conns:
             s = side["summary"].get(str(c))
             if s is None:

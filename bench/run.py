@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: a bare aiohttp proxy (A), nginx auth_basic (B), tokengate (C).
+"""Side-by-side benchmark: a bare aiohttp proxy (A), nginx auth_basic (B), tokengate (C),
+nginx auth_request with tokengate's decision endpoint (D).
 
-    python bench/run.py             # A, B, C in turns; a few minutes
-    python bench/run.py --quick     # the same in under 2 minutes
+    python bench/run.py             # A, B, C, D in turns; a few minutes
+    python bench/run.py --quick     # the same in about 2 minutes
+    python bench/run.py --authz     # quick: D and the sides its targets compare it with
     python bench/run.py --memory    # tokengate RSS over 2 x 200k requests on 10k tokens
     python bench/run.py --workers   # tokengate --workers 2 against 1 worker
     python bench/run.py --all       # all three scenarios
@@ -74,6 +76,10 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+# What D's targets compare it with (issue 12): A and C for throughput, B for latency.
+AUTHZ_SIDES = "bare,nginx,tokengate,authz"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="bench/run.py",
@@ -86,9 +92,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="py-spy profile of tokengate (or --only bare) under load")
     p.add_argument("--all", action="store_true", help="comparison, memory and workers")
+    p.add_argument("--authz", action="store_true",
+                   help="quick comparison of D (nginx + tokengate authz) with the sides its "
+                        "targets name: --quick --only bare,nginx,tokengate,authz")
     p.add_argument("--only", default=None,
-                   help="comma-separated sides of the comparison: bare,nginx,tokengate")
-    p.add_argument("--rounds", type=int, help="rounds of A,B,C turns (default 4, quick 2)")
+                   help="comma-separated sides of the comparison: bare,nginx,tokengate,authz")
+    p.add_argument("--rounds", type=int, help="rounds of A,B,C,D turns (default 4, quick 2)")
     p.add_argument("--duration", type=int, help="seconds per measured run (default 8, quick 4)")
     p.add_argument("--warmup", type=int, help="seconds of warm-up before each run "
                                               "(default 2, quick 1)")
@@ -102,6 +111,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(default 180, quick 30)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = p.parse_args(argv)
+    if args.authz:
+        if args.only is not None or args.memory or args.workers or args.all or args.profile:
+            p.error("--authz is its own comparison: no --only, --memory, --workers, --all "
+                    "or --profile with it")
+        args.quick = True
+        args.only = AUTHZ_SIDES
     args.rounds = args.rounds or (2 if args.quick else 4)
     args.duration = args.duration or (4 if args.quick else 8)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
@@ -109,7 +124,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.patience is None:
         args.patience = 30.0 if args.quick else 180.0
     args.only_given = args.only is not None
-    args.only = (args.only or "bare,nginx,tokengate").split(",")
+    args.only = (args.only or ",".join(SIDE_KEYS)).split(",")
     unknown = [s for s in args.only if s not in SIDE_KEYS]
     if unknown:
         p.error(f"unknown side(s) {unknown}; choose from {sorted(SIDE_KEYS)}")

@@ -1,4 +1,4 @@
-"""The processes under test and the helpers around them: Redis, the upstream, A, B and C."""
+"""The processes under test and the helpers around them: Redis, the upstream, A, B, C and D."""
 
 from __future__ import annotations
 
@@ -41,6 +41,14 @@ class Side:
     port: int
     proc: subprocess.Popen[bytes]
     notes: dict[str, str] = field(default_factory=dict)
+    # Further processes the side is made of (D: tokengate behind nginx); their CPU and
+    # memory count as the side's.
+    companions: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def pids(self) -> list[int]:
+        """Every process of the side: the one wrk talks to first."""
+        return [self.proc.pid, *(p.pid for p in self.companions)]
 
     @property
     def url(self) -> str:
@@ -62,7 +70,7 @@ def start_redis(procs: Processes, workdir: Path) -> int:
     return port
 
 
-def _nginx_conf(workdir: Path, name: str, body: str) -> Path:
+def nginx_conf(workdir: Path, name: str, body: str) -> Path:
     """A self-contained nginx config with all paths under ``workdir/name``."""
     prefix = workdir / name
     prefix.mkdir()
@@ -93,7 +101,7 @@ def start_upstream(procs: Processes, workdir: Path) -> int:
     exe = require_tool("nginx", "nginx")
     port = free_port()
     body = json.dumps(UPSTREAM_BODY)  # JSON escaping is valid inside an nginx double-quoted string
-    conf = _nginx_conf(workdir, "upstream", f"""
+    conf = nginx_conf(workdir, "upstream", f"""
     access_log off;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
@@ -160,7 +168,7 @@ def start_nginx(procs: Processes, workdir: Path, upstream_port: int, user: str, 
     port = free_port()
     htpasswd = workdir / "htpasswd"
     htpasswd.write_text(htpasswd_line(user, password, scheme) + "\n")
-    conf = _nginx_conf(workdir, "nginx-b", f"""
+    conf = nginx_conf(workdir, "nginx-b", f"""
     access_log {workdir}/nginx-b/access.log combined buffer=64k flush=1s;
     # Keyed per user, as tokengate's limit is; a rate this high never rejects.
     limit_req_zone $remote_user zone=peruser:1m rate=100000000r/s;
@@ -242,15 +250,20 @@ def create_bench_token(tg: TokengateEnv) -> tuple[str, str]:
 
 
 def start_tokengate(procs: Processes, tg: TokengateEnv, upstream_port: int, *, workers: int = 1,
-                    cores: str | None = SERVER_CORE, name: str = "tokengate") -> Side:
-    """C: ``tokengate serve`` against the private Redis and the shared upstream."""
+                    cores: str | None = SERVER_CORE, name: str = "tokengate",
+                    settings: dict[str, str] | None = None) -> Side:
+    """C: ``tokengate serve`` against the private Redis and the shared upstream.
+
+    ``settings`` are further ``TOKENGATE_*`` variables (D turns the decision endpoint on).
+    """
     port, admin_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{port}",
            "--admin-listen", f"127.0.0.1:{admin_port}",
            "--upstream", f"http://127.0.0.1:{upstream_port}", "--store", tg.store_url]
     if workers != 1:
         cmd += ["--workers", str(workers)]
-    proc = procs.start(name, cmd, cores=cores, env=tg.environ(), cwd=REPO)
+    proc = procs.start(name, cmd, cores=cores, env={**tg.environ(), **(settings or {})},
+                       cwd=REPO)
     wait_for_port(port, proc, name, procs)
     wait_for_http(f"http://127.0.0.1:{admin_port}/readyz", proc, name, procs)
     label = "tokengate" if workers == 1 else f"tokengate x{workers}"

@@ -108,6 +108,11 @@ async def page(request: web.Request) -> web.Response:
     return response
 
 
+async def page_root(request: web.Request) -> web.Response:
+    """``/admin`` is the page too: send the browser to ``/admin/``, where its links resolve."""
+    raise web.HTTPPermanentRedirect("/admin/")
+
+
 async def jwks(request: web.Request) -> web.Response:
     """The public key that verifies X-Tokengate-Assertion JWTs."""
     response = web.json_response(request.app[GATEWAY].signer.jwks())
@@ -125,6 +130,7 @@ def build_admin_app(gw: Gateway) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/.well-known/jwks.json", jwks)
+    app.router.add_get("/admin", page_root)
     app.router.add_get("/admin/", page)
     app.router.add_get("/admin/static/{file}", page)
     register_api(app)

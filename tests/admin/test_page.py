@@ -1,4 +1,5 @@
-"""The admin web page: served safely, and it calls only documented API routes."""
+"""The admin web page: served safely, and it calls only documented API routes
+(tests/admin/test_page_browser.py drives it in a browser)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ async def test_page_and_its_files_are_served_with_a_strict_policy(make_gateway) 
             async with s.get(g.admin + "/admin/static/" + bad) as r:
                 assert r.status == 404, bad
     assert "<script>" not in html and "onclick" not in html
+
+
+async def test_admin_without_the_slash_redirects_to_the_page(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    """``/admin`` answers a permanent redirect to ``/admin/`` (where the page's links resolve)."""
+    g: InProcess = await make_gateway()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(g.admin + "/admin", allow_redirects=False) as r:
+            assert r.status == 308 and r.headers["Location"] == "/admin/"
+        async with s.get(g.admin + "/admin") as r:
+            assert r.status == 200 and r.url.path == "/admin/" and "<h1>tokengate</h1>" in await r.text()
 
 
 def test_page_script_calls_only_documented_operations() -> None:

@@ -2,8 +2,18 @@
 // tab's memory only (never stored), and every value is inserted as text.
 "use strict";
 
-const state = { key: "", actor: "", memberTokens: false };
+// `session` counts connections: a reply that arrives after the admin key or
+// the actor changed belongs to the old connection and is dropped, so one
+// user's list never shows under another's name.
+const state = { key: "", actor: "", memberTokens: false, session: 0 };
 const $ = (id) => document.getElementById(id);
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
 
 async function api(method, path, body) {
   const headers = { Authorization: "Bearer " + state.key };
@@ -13,13 +23,45 @@ async function api(method, path, body) {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.detail || response.status + " " + response.statusText);
+  if (!response.ok) {
+    throw new ApiError(response.status, data.detail || response.status + " " + response.statusText);
+  }
   return data;
+}
+
+// The API speaks to programs (it names its header); the page speaks to the
+// person at the form, who knows the header as the "Act as" field.
+function inPageTerms(err) {
+  if (err.status === 401) return "The admin key was not accepted: check it and connect again.";
+  if (err.message === "unknown actor") {
+    return "There is no user \u201c" + state.actor + "\u201d to act as: check \u201cAct as\u201d " +
+      "(leave it empty to act as the operator).";
+  }
+  return err.message
+    .replace(/send X-Tokengate-Actor/g, "enter their username in \u201cAct as\u201d")
+    .replace(/X-Tokengate-Actor/g, "\u201cAct as\u201d");
 }
 
 function say(text, isError) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "";
+}
+
+// The one-time secret belongs to the moment it was created: it goes away as
+// soon as anything else changes (a revoke, another actor or key).
+function forgetSecret() {
+  $("created").hidden = true;
+  $("created-token").textContent = "";
+  $("created-secret").textContent = "";
+}
+
+// Nothing of a previous connection stays on screen.
+function clearView() {
+  forgetSecret();
+  $("main").hidden = true;
+  $("tokens").replaceChildren();
+  $("member-state").textContent = "…";
+  $("member-toggle").hidden = true;
 }
 
 function cell(row, text) {
@@ -29,23 +71,42 @@ function cell(row, text) {
   return td;
 }
 
+// "2026-12-03T18:43:25.264Z" shows as "2026-12-03 18:43"; the full time is the tooltip.
+function timeCell(row, iso) {
+  if (!iso) return cell(row, null);
+  const td = cell(row, "");
+  const time = document.createElement("time");
+  time.dateTime = iso;
+  time.title = iso;
+  time.textContent = iso.slice(0, 16).replace("T", " ");
+  td.appendChild(time);
+  return td;
+}
+
 async function loadTokens() {
+  const session = state.session;
   const query = new URLSearchParams();
   if ($("filter-type").value) query.set("type", $("filter-type").value);
   if ($("filter-status").value) query.set("status", $("filter-status").value);
   const { tokens } = await api("GET", "/tokens?" + query);
+  if (session !== state.session) return;
   const body = $("tokens");
   body.replaceChildren();
   for (const t of tokens) {
     const row = document.createElement("tr");
-    for (const key of ["token", "type", "name", "owner", "created_by", "created_at",
-                       "last_used_at", "expires_at", "status"]) cell(row, t[key]);
+    cell(row, t.token).className = "fixed";
+    cell(row, t.type).className = "fixed";
+    for (const key of ["name", "owner", "created_by"]) cell(row, t[key]);
+    for (const key of ["created_at", "last_used_at", "expires_at"]) timeCell(row, t[key]);
+    cell(row, t.status).className = "fixed";
     const actions = cell(row, "");
+    actions.className = "fixed";
     if (t.status === "active") {
       const button = document.createElement("button");
       button.type = "button";
       button.textContent = "Revoke";
       button.addEventListener("click", () => run(async () => {
+        forgetSecret();
         await api("DELETE", "/tokens/" + encodeURIComponent(t.token));
         say("Revoked " + t.token);
         await loadTokens();
@@ -57,37 +118,60 @@ async function loadTokens() {
 }
 
 async function loadSettings() {
+  const session = state.session;
+  let settings = null;
   try {
-    const settings = await api("GET", "/settings");
-    state.memberTokens = settings.member_tokens;
-    $("member-state").textContent = settings.member_tokens ? "enabled" : "disabled";
-    $("member-toggle").textContent = settings.member_tokens ? "Disable" : "Enable";
-    $("member-toggle").hidden = false;
+    settings = await api("GET", "/settings");
   } catch (err) {  // members may not read settings
+    if (err.status === 401) throw err;
+  }
+  if (session !== state.session) return;
+  if (settings === null) {
     $("member-state").textContent = "managed by an admin";
     $("member-toggle").hidden = true;
+    return;
   }
+  state.memberTokens = settings.member_tokens;
+  $("member-state").textContent = settings.member_tokens ? "enabled" : "disabled";
+  $("member-toggle").textContent = settings.member_tokens ? "Disable" : "Enable";
+  $("member-toggle").hidden = false;
 }
 
 async function run(action) {
+  const session = state.session;
   try {
     await action();
   } catch (err) {
-    say(err.message, true);
+    if (session === state.session) say(inPageTerms(err), true);
   }
 }
 
 $("login").addEventListener("submit", (event) => {
   event.preventDefault();
+  state.session += 1;
+  clearView();
   state.key = $("key").value;
   state.actor = $("actor").value.trim();
+  const session = state.session;
+  const who = state.actor ? "as " + state.actor : "as the operator";
+  say("Connecting " + who + "…");
   run(async () => {
-    await loadTokens();
-    await loadSettings();
+    try {
+      await loadTokens();
+      await loadSettings();
+    } catch (err) {
+      if (session === state.session) clearView();
+      throw err;
+    }
+    if (session !== state.session) return;
     $("main").hidden = false;
-    say("Connected" + (state.actor ? " as " + state.actor : " as the operator"));
+    say("Connected " + who);
   });
 });
+
+// Editing who the page acts for hides the secret at once: it was made for the old actor.
+$("actor").addEventListener("input", forgetSecret);
+$("key").addEventListener("input", forgetSecret);
 
 $("refresh").addEventListener("click", () => run(loadTokens));
 $("filter-type").addEventListener("change", () => run(loadTokens));
@@ -98,6 +182,7 @@ $("revoke-all").addEventListener("click", () => {
   const what = type ? "all " + type + " tokens" : "all tokens";
   if (!window.confirm("Revoke " + what + "? Clients using them stop working at once.")) return;
   run(async () => {
+    forgetSecret();
     const { revoked } = await api("POST", "/tokens/revoke-all", type ? { type } : {});
     say("Revoked " + revoked + " token(s)");
     await loadTokens();
@@ -109,7 +194,10 @@ $("create").addEventListener("submit", (event) => {
   const body = { type: $("create-type").value, name: $("create-name").value };
   if ($("create-days").value) body.expires_in_days = Number($("create-days").value);
   run(async () => {
+    forgetSecret();
+    const session = state.session;
     const created = await api("POST", "/tokens", body);
+    if (session !== state.session) return;
     $("created-token").textContent = created.token;
     $("created-secret").textContent = created.secret;
     $("created").hidden = false;

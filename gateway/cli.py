@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -11,17 +13,59 @@ from typing import Any, TypeVar
 import orjson
 
 from gateway import __version__
-from gateway.config import ConfigError, Settings, load_settings, redacted_url
+from gateway.config import (
+    ENV_PREFIX,
+    ConfigError,
+    Settings,
+    load_settings,
+    redacted_url,
+    service_link_variables,
+)
+from gateway.keycheck import check_master_key
 from gateway.keys import Keys, MasterKeyError, generate_master_key
 from gateway.lifecycle import Lifecycle
-from gateway.policy.errors import Problem
+from gateway.policy.errors import BadRequest, Problem, Unprocessable
 from gateway.policy.model import Role, TokenStatus, TokenType
-from gateway.policy.permissions import Actor
-from gateway.store import open_store
+from gateway.policy.permissions import USERNAME, WORKSPACE, Actor
+from gateway.store import Store, open_store
 from gateway.store.base import StoreError
 
 T = TypeVar("T")
 EXIT_USAGE = 2
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+AUDIT_LIMIT_MAX = 1000  # as the admin API's GET /audit?limit=
+log = logging.getLogger("tokengate")
+
+
+def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` (to ``high``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _username(text: str) -> str:
+    """An argparse type: a username."""
+    if not USERNAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"not a valid username: {text!r} (1-64 of letters, digits and _.@+-, not first)")
+    return text
+
+
+def _workspace(text: str) -> str:
+    """An argparse type: a workspace name (folded later, where names enter)."""
+    if not WORKSPACE.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"not a valid workspace name: {text!r} (1-64 of letters, digits and _.-)")
+    return text
 
 
 def _common(p: argparse.ArgumentParser, *, store: bool = True) -> None:
@@ -44,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-listen", metavar="HOST:PORT", help="admin listener")
     serve.add_argument("--upstream", metavar="URL")
     serve.add_argument("--store", metavar="URL")
-    serve.add_argument("--workers", type=int, default=1, metavar="N")
+    serve.add_argument("--workers", type=_int_at_least(1), default=1, metavar="N")
 
     demo = sub.add_parser("demo", help="run a self-contained demo (memory store, echo upstream)")
     demo.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8080")
@@ -60,15 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     user = sub.add_parser("user", help="manage users")
     usub = user.add_subparsers(dest="action", required=True)
     add = usub.add_parser("add")
-    add.add_argument("username")
+    add.add_argument("username", type=_username)
     add.add_argument("--role", choices=["admin", "member"], required=True)
-    add.add_argument("--workspace")
+    add.add_argument("--workspace", type=_workspace)
     _common(add)
     lst = usub.add_parser("list")
-    lst.add_argument("--workspace")
+    lst.add_argument("--workspace", type=_workspace)
     _common(lst)
     rm = usub.add_parser("remove")
-    rm.add_argument("username")
+    rm.add_argument("username", type=_username)
     _common(rm)
 
     token = sub.add_parser("token", help="manage API tokens")
@@ -76,41 +120,44 @@ def build_parser() -> argparse.ArgumentParser:
     create = tsub.add_parser("create")
     create.add_argument("--type", choices=["workspace", "member"], required=True)
     create.add_argument("--name", required=True)
-    create.add_argument("--expires-in-days", type=int)
-    create.add_argument("--workspace")
-    create.add_argument("--actor", help="act as this user (needed for member tokens)")
+    create.add_argument("--expires-in-days", type=_int_at_least(1), metavar="N")
+    create.add_argument("--workspace", type=_workspace)
+    create.add_argument("--actor", type=_username, metavar="USER", help="act as this user (needed for member tokens)")
     _common(create)
     tlist = tsub.add_parser("list")
     tlist.add_argument("--type", choices=[t.value for t in TokenType])
     tlist.add_argument("--status", choices=[s.value for s in TokenStatus])
-    tlist.add_argument("--workspace")
+    tlist.add_argument("--workspace", type=_workspace)
     _common(tlist)
     revoke = tsub.add_parser("revoke")
     revoke.add_argument("token")
     _common(revoke)
     rall = tsub.add_parser("revoke-all")
     rall.add_argument("--type", choices=["workspace", "member", "personal"])
-    rall.add_argument("--workspace")
+    rall.add_argument("--workspace", type=_workspace)
     _common(rall)
     imp = tsub.add_parser("import-personal", help="import a legacy personal token")
     imp.add_argument("--token", required=True)
     imp.add_argument("--secret", required=True)
-    imp.add_argument("--user", required=True)
+    imp.add_argument("--user", type=_username, required=True)
     _common(imp)
 
     mt = sub.add_parser("member-tokens", help="switch the member-token feature")
     mt.add_argument("action", choices=["enable", "disable"])
-    mt.add_argument("--workspace")
+    mt.add_argument("--workspace", type=_workspace)
     _common(mt)
 
     audit = sub.add_parser("audit", help="recent lifecycle and security events")
-    audit.add_argument("--limit", type=int, default=50)
-    audit.add_argument("--workspace")
+    audit.add_argument("--limit", type=_int_at_least(1, AUDIT_LIMIT_MAX), default=50,
+                       metavar="N")
+    audit.add_argument("--workspace", type=_workspace)
     _common(audit)
 
     ta = sub.add_parser("trusted-auth", help="trusted authentication keys")
     ta.add_argument("action", choices=["enable", "disable", "show"])
-    ta.add_argument("--workspace", required=True)
+    ta.add_argument("--workspace", type=_workspace, required=True)
+    ta.add_argument("--org-id", type=int, metavar="N",
+                    help="with enable: the workspace's numeric ThoughtSpot org id (0 = primary)")
     _common(ta)
     return parser
 
@@ -146,13 +193,33 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _open_store(settings: Settings) -> Store:
+    return open_store(settings.store.url, prefix=settings.store.prefix,
+                      timeout=settings.store.timeout_seconds,
+                      max_connections=settings.store.max_connections)
+
+
 async def _with_lifecycle(settings: Settings,
                           fn: Callable[[Lifecycle], Awaitable[T]]) -> T:
-    store = open_store(settings.store.url, prefix=settings.store.prefix,
-                       timeout=settings.store.timeout_seconds,
-                       max_connections=settings.store.max_connections)
+    keys = Keys.from_env()
+    store = _open_store(settings)
     try:
-        return await fn(Lifecycle(store, Keys.from_env(), settings))
+        await check_master_key(store, keys)
+        return await fn(Lifecycle(store, keys, settings))
+    finally:
+        await store.close()
+
+
+async def _key_checked(settings: Settings, keys: Keys) -> bool:
+    """Check the master key against the store; False if the store is unreachable."""
+    store = _open_store(settings)
+    try:
+        await check_master_key(store, keys)
+        return True
+    except StoreError as exc:
+        log.warning("the store is unavailable; the master key is checked once it answers",
+                    extra={"error": redacted_url(str(exc))})
+        return False
     finally:
         await store.close()
 
@@ -218,14 +285,19 @@ async def _store_command(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from gateway.logs import configure_logging
     from gateway.runtime import Gateway
-    from gateway.server import install_uvloop, run_workers, serve_until_signalled
+    from gateway.server import check_workers, install_uvloop, run_workers, serve_until_signalled
 
     overrides = _overrides(args)
     settings = load_settings(args.config, overrides=overrides)
     keys = Keys.from_env()
-    if args.workers < 1:
-        raise ConfigError("--workers: must be at least 1")
+    check_workers(settings, args.workers)
     configure_logging(settings.log.level, settings.log.format)
+    links = service_link_variables(os.environ)
+    if links:
+        log.debug("ignored Kubernetes service-link variables (set enableServiceLinks: false)",
+                  extra={"variables": links})
+    # Before any worker starts, so a wrong key is one clear line and exit 2.
+    key_checked = asyncio.run(_key_checked(settings, keys))
 
     def child() -> int:
         install_uvloop()
@@ -236,7 +308,8 @@ def _serve(args: argparse.Namespace) -> int:
                                max_connections=settings.store.max_connections)
             gw = Gateway(settings, keys, store)
             return await serve_until_signalled(gw, config_path=args.config, overrides=overrides,
-                                               reuse_port=args.workers > 1)
+                                               reuse_port=args.workers > 1,
+                                               check_key=not key_checked)
 
         return asyncio.run(main())
 
@@ -245,9 +318,20 @@ def _serve(args: argparse.Namespace) -> int:
     return run_workers(args.workers, child)
 
 
+def _config_path(args: argparse.Namespace) -> str | None:
+    """The config file: ``--config``, else ``TOKENGATE_CONFIG``, else none."""
+    return getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tokengate`` command."""
     args = build_parser().parse_args(argv)
+    if hasattr(args, "config"):
+        args.config = _config_path(args)
+    if args.command not in ("serve", "demo"):
+        # Failures reach the user as one ``tokengate:`` line each, never as
+        # a stray log record on stderr beside it.
+        logging.getLogger().addHandler(logging.NullHandler())
     try:
         if args.command == "keygen":
             print(generate_master_key())
@@ -268,6 +352,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_store_command(args, settings))
     except (ConfigError, MasterKeyError) as exc:
         print(f"tokengate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (BadRequest, Unprocessable) as exc:
+        # A value the parser could not judge (a username, a range from the
+        # settings): a usage error like argparse's own.
+        print(f"tokengate: {exc.detail}", file=sys.stderr)
         return EXIT_USAGE
     except Problem as exc:
         print(f"tokengate: {exc.detail}", file=sys.stderr)

@@ -12,12 +12,14 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.servicelinks import is_service_link
 
 ENV_PREFIX = "TOKENGATE_"
 # Environment variables that are not settings of the file (secrets and process knobs).
@@ -297,11 +299,11 @@ class Settings(_Section):
 
     default_workspace: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     workspace_path: str | None = "/api/{workspace}/**"
-    proxy: ProxySection = ProxySection()
-    authz: AuthzSection = AuthzSection()
     # Paths matching workspace_path that name no workspace: ThoughtSpot's REST API v2.
     workspace_path_except: list[str] = Field(default_factory=lambda: ["/api/rest/2.0/**"],
                                              max_length=64)
+    proxy: ProxySection = ProxySection()
+    authz: AuthzSection = AuthzSection()
     admin: AdminSection = AdminSection()
     upstream: UpstreamSection = UpstreamSection()
     store: StoreSection = StoreSection()
@@ -323,14 +325,14 @@ class Settings(_Section):
             raise ValueError(f"must be lower case like every workspace name ({v.lower()!r})")
         return v
 
-    @model_validator(mode="after")
-    def _compile_policy(self) -> Settings:
     @field_validator("workspace_path_except", mode="before")
     @classmethod
     def _split_except(cls, v: Any) -> Any:
         # From the environment: TOKENGATE_WORKSPACE_PATH_EXCEPT="/api/rest/2.0/**,/x/**"
         return [item.strip() for item in v.split(",") if item.strip()] if isinstance(v, str) else v
 
+    @model_validator(mode="after")
+    def _compile_policy(self) -> Settings:
         # Compile once here so a bad rule stops start-up with its name.
         compiled_policy(self)
         return self
@@ -356,9 +358,9 @@ def compiled_policy(settings: Settings) -> Any:
         default_limit=settings.rate_limit.limit,
         default_window=settings.rate_limit.window_seconds,
         workspace_path=settings.workspace_path,
+        workspace_path_except=settings.workspace_path_except,
     )
 
-        workspace_path_except=settings.workspace_path_except,
 
 SECTIONS = tuple(
     sorted(
@@ -370,29 +372,52 @@ SECTIONS = tuple(
 )
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Map ``TOKENGATE_<SECTION>_<KEY>`` variables onto nested settings keys."""
-    out: dict[str, Any] = {}
+def _env_setting(name: str) -> tuple[str, ...] | str:
+    """The settings path a ``TOKENGATE_*`` variable names, or why it names none."""
+    key = name[len(ENV_PREFIX):].lower()
+    for section in SECTIONS:
+        if key.startswith(section + "_"):
+            field = key[len(section) + 1:]
+            section_model = Settings.model_fields[section].annotation
+            assert isinstance(section_model, type) and issubclass(section_model, BaseModel)
+            if field not in section_model.model_fields:
+                return f"unknown setting {section}.{field}"
+            return (section, field)
+    if key not in Settings.model_fields or key in SECTIONS:
+        return f"unknown setting {key}"
+    return (key,)
+
+
+def _setting_env(environ: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """The ``TOKENGATE_*`` variables meant as settings (not secrets or process knobs)."""
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        rest = name[len(ENV_PREFIX):]
-        if rest in NON_SETTING_ENV:
-            continue
-        key = rest.lower()
-        for section in SECTIONS:
-            if key.startswith(section + "_"):
-                field = key[len(section) + 1:]
-                section_model = Settings.model_fields[section].annotation
-                assert isinstance(section_model, type) and issubclass(section_model, BaseModel)
-                if field not in section_model.model_fields:
-                    raise ConfigError(f"{name}: unknown setting {section}.{field}")
-                out.setdefault(section, {})[field] = value
-                break
+        if name.startswith(ENV_PREFIX) and name[len(ENV_PREFIX):] not in NON_SETTING_ENV:
+            yield name, value
+
+
+def service_link_variables(environ: Mapping[str, str]) -> list[str]:
+    """Names of the Kubernetes service-link variables :func:`env_overrides` skips."""
+    return sorted(name for name, value in _setting_env(environ)
+                  if isinstance(_env_setting(name), str) and is_service_link(name, value))
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Map ``TOKENGATE_<SECTION>_<KEY>`` variables onto nested settings keys.
+
+    A variable that names no setting is an error, unless it is one Kubernetes
+    writes for a Service such as ``tokengate-redis`` (gateway/servicelinks.py).
+    """
+    out: dict[str, Any] = {}
+    for name, value in _setting_env(environ):
+        path = _env_setting(name)
+        if isinstance(path, str):
+            if is_service_link(name, value):
+                continue
+            raise ConfigError(f"{name}: {path}")
+        if len(path) == 2:
+            out.setdefault(path[0], {})[path[1]] = value
         else:
-            if key not in Settings.model_fields or key in SECTIONS:
-                raise ConfigError(f"{name}: unknown setting {key}")
-            out[key] = value
+            out[path[0]] = value
     return out
 
 
@@ -462,6 +487,9 @@ def load_settings(
             raise ConfigError(f"{p}: no such config file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); "
+                              "save the config file as UTF-8") from None
         except OSError as exc:
             raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
     data = _merge(data, env_overrides(environ))
@@ -481,6 +509,9 @@ def load_settings(
 def read_secret_file(path: str, what: str) -> str:
     """Read a secret from a file named in the environment."""
     try:
-        return Path(path).read_text().strip()
+        return Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        # Never echo the bytes: they are (part of) a secret.
+        raise ConfigError(f"{what}: {path} is not UTF-8 text") from None

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MASTER_KEY_ENV = "TOKENGATE_MASTER_KEY"
 MASTER_KEY_BYTES = 32
+KEY_CHECK_LABEL = b"tokengate master key check v1"
 HOW_TO_MAKE = "run `tokengate keygen` and export the result as TOKENGATE_MASTER_KEY"
 
 
@@ -59,6 +60,7 @@ class Keys:
     hashing: bytes = field(repr=False)
     encryption: bytes = field(repr=False)
     signing: bytes = field(repr=False)
+    check: bytes = field(repr=False)
 
     @classmethod
     def from_master(cls, master: bytes) -> Keys:
@@ -67,6 +69,7 @@ class Keys:
             hashing=_derive(master, b"credential-hash"),
             encryption=_derive(master, b"secret-encryption"),
             signing=_derive(master, b"signing"),
+            check=_derive(master, b"key-check"),
         )
 
     @classmethod
@@ -77,13 +80,25 @@ class Keys:
         path = env.get(MASTER_KEY_ENV + "_FILE")
         if not value and path:
             try:
-                with open(path) as fh:
+                with open(path, encoding="utf-8") as fh:
                     value = fh.read()
             except OSError as exc:
                 raise MasterKeyError(f"{MASTER_KEY_ENV}_FILE: cannot read {path}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise MasterKeyError(f"{MASTER_KEY_ENV}_FILE: {path} is not base64 text; "
+                                     f"{HOW_TO_MAKE}") from None
         if not value:
             raise MasterKeyError(f"{MASTER_KEY_ENV} is not set; {HOW_TO_MAKE}")
         return cls.from_master(parse_master_key(value))
+
+    def check_value(self) -> str:
+        """The key check value: an HMAC of a fixed label under a subkey of its own.
+
+        Recorded in the store on first use, so a process holding a different
+        master key is refused at start. It reveals nothing about the master key
+        or the other subkeys (HKDF separates them; HMAC is one-way).
+        """
+        return hmac.new(self.check, KEY_CHECK_LABEL, hashlib.sha256).hexdigest()
 
     def hash_secret(self, secret: str) -> str:
         """The keyed hash (HMAC-SHA256) stored in place of a secret."""

@@ -18,7 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admin.app import build_admin_app
-from gateway.config import ConfigError, load_settings, parse_listen
+from gateway.config import ConfigError, Settings, load_settings, parse_listen
+from gateway.keycheck import check_master_key
+from gateway.keys import MasterKeyError
 from gateway.proxy.app import build_proxy_app
 from gateway.proxy.connections import (
     ConnectionGuard,
@@ -27,9 +29,23 @@ from gateway.proxy.connections import (
     raise_file_limit,
 )
 from gateway.runtime import Gateway
+from gateway.store.base import StoreError
 
 log = logging.getLogger("tokengate")
 WORKER_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+# A process that exits with this found a setting a restart cannot fix.
+EXIT_USAGE = 2
+KEY_CHECK_RETRY_SECONDS = 1.0
+
+
+def check_workers(settings: Settings, workers: int) -> None:
+    """Refuse a worker count the settings cannot serve (ConfigError)."""
+    if workers < 1:
+        raise ConfigError("--workers: must be at least 1")
+    if workers > 1 and settings.store.url.startswith("memory:"):
+        raise ConfigError(
+            f"--workers {workers} with store memory://: each worker would hold its own "
+            "users and tokens; use a redis:// store, or one worker")
 
 
 def install_uvloop() -> None:
@@ -126,11 +142,35 @@ async def serve_until_signalled(
     overrides: dict[str, object],
     reuse_port: bool = False,
     on_ready: Callable[[Listeners], Awaitable[None] | None] | None = None,
+    check_key: bool = False,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; SIGHUP reloads rules and rate-limit classes."""
+    """Serve until SIGTERM/SIGINT; SIGHUP reloads rules and rate-limit classes.
+
+    With ``check_key`` (the store was unreachable when ``serve`` checked the
+    master key) the key is checked once the store answers; a different key
+    stops the process with exit status 2.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    status = 0
     listeners = await start_listeners(gw, reuse_port=reuse_port)
+
+    async def check_key_when_reachable() -> None:
+        nonlocal status
+        while True:
+            try:
+                await check_master_key(gw.store, gw.keys)
+                log.info("master key checked")
+                return
+            except StoreError:
+                await asyncio.sleep(KEY_CHECK_RETRY_SECONDS)
+            except MasterKeyError as exc:
+                log.error("stopping: %s", exc)
+                status = EXIT_USAGE
+                stop.set()
+                return
+
+    key_task = asyncio.ensure_future(check_key_when_reachable()) if check_key else None
 
     def reload() -> None:
         try:
@@ -153,6 +193,10 @@ async def serve_until_signalled(
         if asyncio.iscoroutine(result):
             await result
     await stop.wait()
+    if key_task is not None:
+        key_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await key_task
     if reuse_port:
         # A worker: the supervisor owns shutdown. Once draining, a repeated
         # signal must not kill the process half-way through its exit.
@@ -163,7 +207,7 @@ async def serve_until_signalled(
     gw.draining = True
     await stop_listeners(gw, listeners)
     log.info("stopped")
-    return 0
+    return status
 
 
 def run_workers(workers: int, child: Callable[[], int]) -> int:
@@ -171,8 +215,10 @@ def run_workers(workers: int, child: Callable[[], int]) -> int:
 
     A worker that dies while the gateway is not shutting down is replaced
     (at most once a second), so one crash never leaves the port short of
-    workers. SIGTERM/SIGINT are passed on and the parent exits once every
-    worker has drained; SIGHUP is passed on for a reload. Metrics of all
+    workers, unless it exits with status 2 (a setting no restart fixes, such
+    as a master key the store refuses): then every worker is stopped and the
+    parent exits 2. SIGTERM/SIGINT are passed on and the parent exits once
+    every worker has drained; SIGHUP is passed on for a reload. Metrics of all
     workers are aggregated with prometheus-client's multiprocess mode, in a
     fresh directory for this run.
     """
@@ -233,6 +279,12 @@ def run_workers(workers: int, child: Callable[[], int]) -> int:
         exit_code = os.waitstatus_to_exitcode(code)
         if stopping:
             status = status or exit_code
+            continue
+        if exit_code == EXIT_USAGE:
+            log.error("worker refused its settings; stopping every worker",
+                      extra={"pid": pid, "exit_code": exit_code})
+            status = EXIT_USAGE
+            forward(signal.SIGTERM, None)
             continue
         log.error("worker exited unexpectedly; starting a new one",
                   extra={"pid": pid, "exit_code": exit_code})

@@ -69,6 +69,9 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections and background tasks."""
 
+    async def claim_key_check(self, value: str) -> str:
+        """Record the master key's check value unless one is recorded; the recorded one."""
+
     # users
     async def add_user(self, user: User) -> None:
         """Add a user; raise :class:`AlreadyExists` if the username is taken."""

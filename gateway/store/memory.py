@@ -49,6 +49,7 @@ class MemoryStore:
         self._audit: dict[str, deque[AuditEvent]] = {}
         self._handlers: list[InvalidationHandler] = []
         self._limiter = MemoryRateLimiter(clock)
+        self._key_check: str | None = None
 
     async def ping(self) -> None:
         """The memory store is always reachable."""
@@ -56,6 +57,12 @@ class MemoryStore:
     async def close(self) -> None:
         """Drop subscribers."""
         self._handlers.clear()
+
+    async def claim_key_check(self, value: str) -> str:
+        """Record the master key's check value unless one is recorded; the recorded one."""
+        if self._key_check is None:
+            self._key_check = value
+        return self._key_check
 
     async def add_user(self, user: User) -> None:
         """Add a user; raise AlreadyExists if the username is taken."""

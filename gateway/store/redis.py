@@ -11,6 +11,7 @@ Key layout (prefix ``tg:`` by default):
 * ``tg:ws:<ws>:trusted`` hash (encrypted trusted-auth key, its generation);
   ``tg:tb:{<hash>}`` hash per trusted-auth bearer token, expiring with it
 * channel ``tg:invalidate`` for cache invalidations
+* ``tg:keycheck`` string: the master key's check value (never the key)
 
 Every multi-key change is one Lua script, so it is atomic and costs one
 round trip; revocations publish their invalidation inside the same script.
@@ -211,6 +212,15 @@ class RedisStore:
         if self._sentinel is not None:
             for client in self._sentinel.sentinels:
                 await client.aclose()
+
+    @_wrap_errors
+    async def claim_key_check(self, value: str) -> str:
+        """Record the master key's check value unless one is recorded; the recorded one."""
+        key = self.prefix + "keycheck"
+        if await self.client.set(key, value, nx=True):
+            return value
+        # Deleted in between (by an operator resetting it): this value may stand.
+        return _s(await self.client.get(key)) or value
 
     # users
     @_wrap_errors

@@ -36,15 +36,15 @@ def available() -> str | None:
 
 
 def render(text: str, values: dict[str, str]) -> str:
-    """Fill the shipped file's ``${NAME}`` placeholders, as envsubst / nginx's image do.
+    """Fill the shipped file's ``${NAME}`` placeholders, as tests/authz/ does.
 
-    A placeholder without a value is an error: nginx would read ``${X}`` as a variable
-    and refuse to start, far from the cause.
+    The placeholders must be exactly the documented ones: one without a value would
+    reach nginx as a variable and stop it far from the cause.
     """
-    unknown = sorted(set(_PLACEHOLDER.findall(text)) - set(values))
-    if unknown:
-        raise BenchError(f"{SERVER_BLOCK.relative_to(REPO)} has placeholders the bench does "
-                         f"not fill: {unknown}")
+    names = set(_PLACEHOLDER.findall(text))
+    if names != set(values):
+        raise BenchError(f"{SERVER_BLOCK.relative_to(REPO)} has placeholders {sorted(names)}; "
+                         f"the bench fills {sorted(values)}")
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 

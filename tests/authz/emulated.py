@@ -73,8 +73,9 @@ class Envoy:
         self.to_upstream = response["allowed_upstream_headers"]["patterns"]
         self.to_client = response["allowed_client_headers"]["patterns"]
         self.to_client_ok = response["allowed_client_headers_on_success"]["patterns"]
-        vhost = hcm["route_config"]["virtual_hosts"][0]
-        self.removed = set(vhost["request_headers_to_remove"])
+        app_route = hcm["route_config"]["virtual_hosts"][0]["routes"][-1]
+        assert app_route["match"] == {"prefix": "/"}
+        self.removed = set(app_route["request_headers_to_remove"])
 
     def client_request(self, headers: dict[str, str]) -> dict[str, str]:
         """The request after the connection manager and the Lua filter, before ext_authz.

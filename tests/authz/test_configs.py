@@ -6,7 +6,17 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import yaml  # type: ignore[import-untyped]
+
+from gateway.trusted.endpoints import (
+    V1_TOKEN,
+    V2_NOT_IMPLEMENTED,
+    V2_REVOKE,
+    V2_TOKEN,
+    V2_VALIDATE,
+)
 from tests.authz.emulated import ENVOY, TRAEFIK, load
 from tests.authz.proxies import (
     CADDYFILE,
@@ -22,6 +32,11 @@ from tests.conftest import free_port
 
 INGRESS = DEPLOY / "ingress-nginx" / "ingress.yaml"
 ANNOTATION = "nginx.ingress.kubernetes.io/"
+
+
+def ingresses() -> list[Any]:
+    """The Ingress documents of ingress.yaml: the application's, then the token requests'."""
+    return list(yaml.safe_load_all(INGRESS.read_text()))
 
 
 def directives(text: str) -> list[str]:
@@ -68,7 +83,8 @@ def test_the_caddyfile_validates_and_adapts_with_its_environment(tmp_path: Path)
     assert server["listen"] == [":8081"]
     assert server["routes"][0]["match"] == [{"host": ["127.0.0.1"]}]
     dials = re.findall(r'"dial":\s*"([^"]+)"', adapted.stdout)
-    assert dials == ["10.1.2.3:8080", "10.4.5.6:3000"]
+    # The token requests and the decisions go to tokengate, the rest to the application.
+    assert dials == ["10.1.2.3:8080", "10.1.2.3:8080", "10.4.5.6:3000"]
 
 
 def test_the_yaml_configs_parse() -> None:
@@ -76,14 +92,20 @@ def test_the_yaml_configs_parse() -> None:
     assert load(ENVOY)["static_resources"]["listeners"]
     assert load(TRAEFIK)["http"]["middlewares"]["tokengate"]["forwardAuth"]["address"].endswith(
         "/_tokengate/authz")
-    ingress = load(INGRESS)
-    assert (ingress["apiVersion"], ingress["kind"]) == ("networking.k8s.io/v1", "Ingress")
-    assert ingress["metadata"]["annotations"][ANNOTATION + "auth-url"].endswith("/_tokengate/authz")
+    app, token_requests = ingresses()
+    for ingress in (app, token_requests):
+        assert (ingress["apiVersion"], ingress["kind"]) == ("networking.k8s.io/v1", "Ingress")
+    assert app["metadata"]["annotations"][ANNOTATION + "auth-url"].endswith("/_tokengate/authz")
+    # The token requests go to tokengate itself, undecided.
+    assert "annotations" not in token_requests["metadata"]
+    backends = {p["backend"]["service"]["name"]
+                for p in token_requests["spec"]["rules"][0]["http"]["paths"]}
+    assert backends == {"tokengate"}
 
 
 def test_the_ingress_snippets_are_the_tested_nginx_lines() -> None:
     """ingress-nginx's snippets are lines of deploy/authz/nginx/ (run through real nginx), not a second copy to drift."""
-    annotations = load(INGRESS)["metadata"]["annotations"]
+    annotations = ingresses()[0]["metadata"]["annotations"]
     server = NGINX_SERVER.read_text()
     snippet = set(directives(NGINX_SNIPPET.read_text()))
     auth_location = set(directives(block(server, "location = /_tokengate_authz")))
@@ -124,3 +146,27 @@ def test_the_placeholders_are_documented_in_each_file() -> None:
     for name in ("TOKENGATE", "UPSTREAM", "LISTEN"):
         assert f"{{${name}:" in caddy
         assert f"#   {name}" in caddy
+
+
+def test_every_config_sends_exactly_tokengates_token_requests_to_tokengate() -> None:
+    """The paths routed to tokengate undecided are its trusted-auth endpoints, in all five configs."""
+    public = {V2_TOKEN, V2_REVOKE, V2_VALIDATE, V1_TOKEN, *V2_NOT_IMPLEMENTED}
+    near = [p + "x" for p in public] + [p + "/" for p in public] + ["/api/rest/2.0/auth/token/"]
+    nginx_regex = re.search(r'location ~ "([^"]+)"', NGINX_SERVER.read_text())
+    assert nginx_regex is not None
+    routes = load(ENVOY)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    token_route = routes[0]
+    assert token_route["route"] == {"cluster": "tokengate"}
+    assert token_route["typed_per_filter_config"]["envoy.filters.http.ext_authz"]["disabled"] is True
+    for regex in (nginx_regex.group(1), token_route["match"]["safe_regex"]["regex"]):
+        assert all(re.fullmatch(regex, p) for p in public), regex
+        assert not any(re.fullmatch(regex, p) for p in near), regex
+    caddy = re.search(r"@token_requests path (.+)", CADDYFILE.read_text())
+    assert caddy is not None and set(caddy.group(1).split()) == public
+    traefik = load(TRAEFIK)["http"]["routers"]["tokengate-token-requests"]
+    assert set(re.findall(r"Path\(`([^`]+)`\)", traefik["rule"])) == public
+    assert traefik["service"] == "tokengate" and "middlewares" not in traefik
+    paths = ingresses()[1]["spec"]["rules"][0]["http"]["paths"]
+    assert {p["path"] for p in paths} == public
+    assert {p["pathType"] for p in paths} == {"Exact"}

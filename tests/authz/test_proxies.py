@@ -77,6 +77,29 @@ async def test_a_valid_token_reaches_the_upstream_with_identity_and_nothing_spoo
     assert CIMultiDict(seen.headers).getall("X-Request-Id") == ["via-1"]
 
 
+async def test_trusted_auth_mints_through_the_proxy_and_its_bearer_is_decided(
+    via: Proxy, stack: Stack
+) -> None:
+    """The token request reaches tokengate itself through the proxy; the bearer it mints reaches the upstream as its user."""
+    gp = stack.gateway
+    username = f"ada-{via.name}"
+    for method, path, body in [("POST", "/admin/api/users", {"username": username, "role": "member"}),
+                               ("PUT", "/admin/api/workspaces/default/trusted-auth", None)]:
+        status, answer = await asyncio.to_thread(gp.admin_call, method, path, body)
+        assert status in (200, 201), answer
+    minted = await raw_request(via.url, "POST", "/api/rest/2.0/auth/token/full",
+                               body=json.dumps({"username": username,
+                                                "secret_key": answer["secret_key"]}).encode(),
+                               headers={"Content-Type": "application/json"})
+    assert minted.status == 200, minted
+    bearer = {"Authorization": "Bearer " + minted.json()["token"]}
+    r = await raw_request(via.url, "GET", "/api/default/reports", headers=bearer)
+    assert r.status == 200, r
+    seen = CIMultiDict(stack.upstream.seen[-1].headers)
+    assert (seen["X-Tokengate-User"], seen["X-Tokengate-Token-Type"]) == (username, "trusted")
+    assert [s.raw_path for s in stack.upstream.seen] == ["/api/default/reports"]
+
+
 async def test_caddy_strips_every_x_tokengate_name(proxies: dict[str, Proxy], stack: Stack) -> None:
     """Caddy removes a client's X-Tokengate-* of any name (nginx can replace only the names tokengate defines)."""
     stack.upstream.seen.clear()
@@ -207,6 +230,16 @@ async def test_revocation_takes_effect_within_a_second(via: Proxy, stack: Stack)
     assert set(statuses) <= {200, 401}
 
 
+def sockets_to(port: int) -> dict[str, int]:
+    """TCP sockets (by state: "01" established, "06" time-wait) whose remote end is ``port`` on 127.0.0.1."""
+    states: dict[str, int] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[2] == f"0100007F:{port:04X}":
+            states[fields[3]] = states.get(fields[3], 0) + 1
+    return states
+
+
 @pytest.fixture(params=list(PROXIES))
 def own_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """A stack of its own (its Redis and tokengate get stopped) with one proxy in front."""
@@ -236,3 +269,14 @@ async def test_store_down_then_tokengate_down_is_503_never_a_pass_through(
     assert r.headers["Retry-After"] == "1"
     assert problem_of(r)["type"].endswith("/authz-unavailable")
     assert len(stack.upstream.seen) == 1
+
+
+async def test_allowed_decisions_reuse_one_pooled_connection(own_stack: tuple[Stack, Proxy]) -> None:
+    """Sequential allowed requests are decided over one kept-alive connection to tokengate, never one each."""
+    stack, via = own_stack
+    auth = await token(stack)
+    port = int(stack.gateway.proxy.rsplit(":", 1)[1])
+    for _ in range(20):
+        assert (await raw_request(via.url, "GET", "/api/default/reports", headers=auth)).status == 200
+    # A connection the proxy had closed would linger in TIME_WAIT on its side.
+    assert sockets_to(port) == {"01": 1}

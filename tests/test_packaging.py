@@ -38,7 +38,7 @@ def test_metadata_builds_with_warnings_as_errors_and_an_spdx_license(tmp_path: P
     warned), and the licence is the SPDX expression of PEP 639."""
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "gateway", src / "gateway",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -50,4 +50,5 @@ def test_metadata_builds_with_warnings_as_errors_and_an_spdx_license(tmp_path: P
     dist_info = out / built.stdout.strip().splitlines()[-1]
     metadata = HeaderParser().parsestr((dist_info / "METADATA").read_text())
     assert metadata["License-Expression"] == PYPROJECT["project"]["license"] == "Apache-2.0"
+    assert metadata.get_all("License-File") == ["LICENSE"]  # the text ships too
     assert metadata["License"] is None

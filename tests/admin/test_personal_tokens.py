@@ -89,14 +89,15 @@ async def test_the_default_cutoff_is_2025_02_28(gw: Gw) -> None:
 
 
 async def test_import_refuses_unknown_users_and_malformed_tokens(gw: Gw) -> None:
-    """Importing for an unknown user, or a value that cannot be a personal token, fails cleanly."""
+    """Importing for an unknown user (exit 1), or a value that cannot be a personal
+    token (a usage error, exit 2), fails cleanly."""
     env = cli_env(gw.gp.env["TOKENGATE_MASTER_KEY"])
-    for args, needle in (
-        (["--token", LEGACY_TOKEN, "--secret", LEGACY_SECRET, "--user", "nobody"], "nobody"),
-        (["--token", "no", "--secret", LEGACY_SECRET, "--user", "bob"], "token"),
-        (["--token", LEGACY_TOKEN, "--secret", "short", "--user", "bob"], "secret"),
+    for args, needle, code in (
+        (["--token", LEGACY_TOKEN, "--secret", LEGACY_SECRET, "--user", "nobody"], "nobody", 1),
+        (["--token", "no", "--secret", LEGACY_SECRET, "--user", "bob"], "token", 2),
+        (["--token", LEGACY_TOKEN, "--secret", "short", "--user", "bob"], "secret", 2),
     ):
         out = run_cli("token", "import-personal", *args, "--store", gw.redis_url, env=env)
-        assert out.returncode == 1, out
+        assert out.returncode == code, out
         assert needle in out.stderr and "Traceback" not in out.stderr
     assert await gw.tokens() == []

@@ -58,9 +58,14 @@ def original_request(headers: Headers, *, method: str, tail: str, query: str) ->
     return read_original(shape_of(headers, tail), headers, method=method, tail=tail, query=query)
 
 
+def speaks_nginx(headers: Headers) -> bool:
+    """True if the request carries nginx's X-Original-* headers."""
+    return any(headers.getall(name, []) for name in NGINX_HEADERS)
+
+
 def shape_of(headers: Headers, tail: str) -> Shape:
     """Which proxy's protocol a decision request speaks (exactly one, or 400)."""
-    nginx = any(headers.getall(name, []) for name in NGINX_HEADERS)
+    nginx = speaks_nginx(headers)
     forwarded = any(headers.getall(name, []) for name in FORWARDED_HEADERS)
     envoy = tail != ""
     if nginx + forwarded + envoy > 1:
@@ -85,11 +90,16 @@ def read_original(shape: Shape, headers: Headers, *, method: str, tail: str,
     """The original request, read the way ``shape`` describes it."""
     if shape is Shape.NGINX:
         uri = _single(headers, "X-Original-URI")
+        url = _single(headers, "X-Original-URL")
+        if url is not None:
+            # ingress-nginx sets only X-Original-URL and passes the client's
+            # headers on: a client-sent X-Original-URI must not pick the path.
+            from_url = _uri_of_url(url)
+            if uri is not None and uri != from_url:
+                raise BadRequest("X-Original-URI and X-Original-URL name different requests")
+            uri = from_url
         if uri is None:
-            url = _single(headers, "X-Original-URL")
-            if url is None:
-                raise BadRequest("X-Original-Method needs X-Original-URI or X-Original-URL")
-            uri = _uri_of_url(url)
+            raise BadRequest("X-Original-Method needs X-Original-URI or X-Original-URL")
         return _original(shape, _method(headers, "X-Original-Method"), uri)
     if shape is Shape.FORWARDED:
         uri = _single(headers, "X-Forwarded-Uri")

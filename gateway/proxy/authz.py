@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.policy.errors import BadRequest, Forbidden
-from gateway.policy.forwardauth import Original, Shape, read_original, shape_of
+from gateway.policy.forwardauth import Original, Shape, read_original, shape_of, speaks_nginx
 from gateway.policy.headers import client_address, is_trusted
 from gateway.proxy.state import (
     DECISION,
@@ -55,6 +55,10 @@ class Asker:
         """The request a decision is about, and its client's address (sets DECISION)."""
         peer = request.remote or "unknown"
         if not is_trusted(peer, self.allowed):
+            if speaks_nginx(request.headers):
+                # A misconfigured trusted_proxies must read as such through
+                # nginx, not as "tokengate did not answer".
+                request[DECISION] = Shape.NGINX
             self.metrics.authz_untrusted_peer()
             log.warning("decision request from a peer not in authz.trusted_proxies",
                         extra={"peer": peer, "request_id": request[REQUEST_ID]})
@@ -101,7 +105,8 @@ def refused(metrics: Metrics, request: web.Request, response: web.StreamResponse
 
     nginx's ``auth_request`` passes only 401 and 403 on (every other status
     becomes 500) and drops the body; the shipped config re-emits the real
-    answer from these two headers in an ``error_page`` location.
+    answer from X-Tokengate-Status and X-Tokengate-Problem in an
+    ``error_page`` location.
     """
     shape: Shape | None = request.get(DECISION)
     if shape is None:
@@ -110,8 +115,12 @@ def refused(metrics: Metrics, request: web.Request, response: web.StreamResponse
     if shape is not Shape.NGINX:
         return
     response.headers["X-Tokengate-Status"] = str(response.status)
-    if body is not None:
+    if body is not None and isinstance(response, web.Response):
         response.headers["X-Tokengate-Problem"] = _one_line(body)
+        # nginx never reads the body of a refusal: sent, it costs the pooled
+        # connection (nginx closes it rather than drain), so it is not sent.
+        response.body = b""
+        del response.headers["Content-Type"]
 
 
 def _one_line(doc: Mapping[str, Any]) -> str:

@@ -272,11 +272,17 @@ async def test_store_down_then_tokengate_down_is_503_never_a_pass_through(
 
 
 async def test_allowed_decisions_reuse_one_pooled_connection(own_stack: tuple[Stack, Proxy]) -> None:
-    """Sequential allowed requests are decided over one kept-alive connection to tokengate, never one each."""
+    """Sequential allowed and refused requests are decided over one kept-alive connection to tokengate, never one each."""
     stack, via = own_stack
     auth = await token(stack)
     port = int(stack.gateway.proxy.rsplit(":", 1)[1])
     for _ in range(20):
         assert (await raw_request(via.url, "GET", "/api/default/reports", headers=auth)).status == 200
     # A connection the proxy had closed would linger in TIME_WAIT on its side.
+    assert sockets_to(port) == {"01": 1}
+    # Refusals too: a 401 or 403 flood must not cost a connection each (for
+    # nginx the problem travels in headers, with no body for it to discard).
+    for _ in range(10):
+        assert (await raw_request(via.url, "GET", "/api/default/reports")).status == 401
+        assert (await raw_request(via.url, "POST", "/api/default/invites", headers=auth)).status == 403
     assert sockets_to(port) == {"01": 1}

@@ -23,8 +23,9 @@ READ: list[tuple[list[tuple[str, str]], str, str, str, Original]] = [
      "GET", "", "", Original(NGINX, "PUT", "/api/ws/x", "y=%20")),
     ([("X-Original-Method", "GET"), ("X-Original-URL", "http://h")], "GET", "", "",
      Original(NGINX, "GET", "/", "")),
-    ([("X-Original-Method", "GET"), ("X-Original-URI", "/u"),
-      ("X-Original-URL", "http://h/other")], "GET", "", "", Original(NGINX, "GET", "/u", "")),
+    ([("X-Original-Method", "GET"), ("X-Original-URI", "/u?a=%2F"),
+      ("X-Original-URL", "https://h:8443/u?a=%2F")], "GET", "", "",
+     Original(NGINX, "GET", "/u", "a=%2F")),
     # Traefik sends GET with X-Forwarded-Method; Caddy the same headers.
     ([("X-Forwarded-Method", "PATCH"), ("X-Forwarded-Uri", "/api/ws/r?q"),
       ("X-Forwarded-Host", "api.example"), ("X-Forwarded-Proto", "https")], "GET", "", "",
@@ -73,6 +74,9 @@ REFUSED: list[tuple[list[tuple[str, str]], str, str]] = [
     ([("X-Original-Method", "GET"), ("X-Original-URL", "/relative")], "", "absolute http(s) URL"),
     ([("X-Original-Method", "GET"), ("X-Original-URL", "ftp://h/x")], "", "absolute http(s) URL"),
     ([], "x/y", "must start with '/'"),
+    # Through ingress-nginx (X-Original-URL) a client adds its own X-Original-URI.
+    ([("X-Original-Method", "POST"), ("X-Original-URL", "https://h/api/ws/invites"),
+      ("X-Original-URI", "/api/ws/reports")], "", "name different requests"),
 ]
 
 

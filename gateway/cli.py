@@ -303,10 +303,7 @@ def _serve(args: argparse.Namespace) -> int:
         install_uvloop()
 
         async def main() -> int:
-            store = open_store(settings.store.url, prefix=settings.store.prefix,
-                               timeout=settings.store.timeout_seconds,
-                               max_connections=settings.store.max_connections)
-            gw = Gateway(settings, keys, store)
+            gw = Gateway(settings, keys, _open_store(settings))
             return await serve_until_signalled(gw, config_path=args.config, overrides=overrides,
                                                reuse_port=args.workers > 1,
                                                check_key=not key_checked)

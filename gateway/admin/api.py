@@ -126,12 +126,15 @@ async def get_settings(request: web.Request) -> web.Response:
     actor = await _actor(request)
     ws, settings = await _lifecycle(request).workspace_settings(actor, request.query.get("workspace"))
     lc = _lifecycle(request)
+    trusted = await lc.store.get_trusted_key(ws)
     return _json({
         "workspace": ws, **settings.to_json(),
         "effective_default_expiry_days":
             settings.default_expiry_days or lc.settings.tokens.default_expiry_days,
         "effective_max_expiry_days":
             settings.max_expiry_days or lc.settings.tokens.max_expiry_days,
+        # The numeric ThoughtSpot org id token requests may name (set with trusted auth).
+        "org_id": trusted.org_id if trusted is not None else None,
     })
 
 

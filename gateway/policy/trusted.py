@@ -1,9 +1,10 @@
-"""Trusted authentication, the pure parts: keys, token requests, bearer checks.
+"""Trusted authentication, the pure parts: keys, bearer checks, response bodies.
 
 A workspace's ``secret_key`` mints short-lived bearer tokens for any of its
 users, as ThoughtSpot's trusted authentication does. This module only decides
 on values (``now`` is passed in); ``gateway.trusted`` does the store and
-crypto calls around it.
+crypto calls around it. Request bodies are validated in
+:mod:`gateway.policy.tokenrequests`.
 """
 
 from __future__ import annotations
@@ -11,19 +12,18 @@ from __future__ import annotations
 import hmac
 import secrets
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.policy.authheader import INVALID
-from gateway.policy.errors import BadRequest, Unauthenticated, Unprocessable
+from gateway.policy.errors import Unauthenticated
 from gateway.policy.model import Identity, TokenType, User
-from gateway.policy.permissions import USERNAME, workspace_name
 
 PUBLIC_ID_PREFIX = "tgt_"
 PUBLIC_ID_HEX = 24  # 96 bits of the keyed hash: unique, and no use to a thief
 USER_ID_NAMESPACE = uuid.UUID("5b1f7f3e-6c1d-4c8e-9a57-3f0d2a9b7c41")
 FULL_ACCESS = "FULL"
+TOKEN_TYPE = "BEARER"  # /auth/token/validate's token_type, as ThoughtSpot spells it
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,8 @@ class TrustedKey:
 
     Each enable makes a new ``generation``; bearer tokens carry the one they
     were minted under, so a disabled or re-enabled key refuses them at once.
+    ``org_id`` is the workspace's numeric ThoughtSpot org id, if it has one:
+    token requests naming that number find this workspace.
     """
 
     workspace: str
@@ -39,6 +41,7 @@ class TrustedKey:
     key_encrypted: str = field(repr=False)
     enabled_at: float
     enabled_by: str
+    org_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,30 +76,6 @@ class BearerCredential:
     record: BearerRecord
     owner: User | None
     generation: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRequest:
-    """A validated request to mint a bearer token."""
-
-    username: str
-    secret_key: str = field(repr=False)
-    workspace: str
-    validity_seconds: int
-    auto_create: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RevokeRequest:
-    """A validated request to revoke a bearer token.
-
-    ``token`` None means the bearer in the Authorization header; with a
-    ``secret_key`` the key of ``workspace`` authorises the revocation.
-    """
-
-    token: str | None = field(repr=False)
-    secret_key: str | None = field(repr=False)
-    workspace: str
 
 
 def new_secret_key() -> str:
@@ -183,107 +162,19 @@ def token_response(token: str, user: User, record: BearerRecord) -> dict[str, An
     }
 
 
-# --- request validation -----------------------------------------------------
-# Error details name the field and never repeat a value: a body may hold a key.
+def validation_response(user: User, record: BearerRecord, org_id: int | None) -> dict[str, Any]:
+    """The v2 ``/auth/token/validate`` body (ThoughtSpot's TokenValidationResponse).
 
-
-def _invalid(name: str, what: str) -> Unprocessable:
-    return Unprocessable(f"{name}: {what}", extra={"field": name})
-
-
-def workspace_of(org_id: object, default: str) -> str:
-    """The workspace an ``org_id`` (string or integer) names; the default if absent."""
-    if org_id is None:
-        return default
-    if isinstance(org_id, bool) or not isinstance(org_id, (int, str)):
-        raise _invalid("org_id", "must be a string or an integer")
-    name = workspace_name(str(org_id))  # "Acme" is "acme", as everywhere
-    if name is None:
-        raise _invalid("org_id", "not a valid workspace name")
-    return name
-
-
-def validity_seconds(requested: object, *, default: int, maximum: int) -> int:
-    """The token lifetime: the default if absent, else an integer in ``1..maximum``."""
-    if requested is None:
-        return default
-    if isinstance(requested, bool) or not isinstance(requested, int):
-        raise _invalid("validity_time_in_sec", "must be an integer")
-    if not 1 <= requested <= maximum:
-        raise BadRequest(f"validity_time_in_sec: must be between 1 and {maximum}",
-                         extra={"field": "validity_time_in_sec"})
-    return requested
-
-
-def _username(value: object) -> str:
-    if value is None:
-        raise _invalid("username", "required")
-    if not isinstance(value, str):
-        raise _invalid("username", "must be a string")
-    if not USERNAME.fullmatch(value):
-        raise _invalid("username", "1-64 of letters, digits and _.@+- (not first)")
-    return value
-
-
-def _secret_key(value: object, *, required: bool = True) -> str | None:
-    if value is None and not required:
-        return None
-    if value is None or value == "":
-        raise _invalid("secret_key", "required")
-    if not isinstance(value, str):
-        raise _invalid("secret_key", "must be a string")
-    return value
-
-
-def _object(data: object) -> Mapping[str, Any]:
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return data
-
-
-def token_request_from_json(data: object, *, default_workspace: str, default_validity: int,
-                            max_validity: int) -> TokenRequest:
-    """Validate a v2 ``/auth/token/full`` body (unknown fields are ignored, as ThoughtSpot's)."""
-    body = _object(data)
-    auto_create = body.get("auto_create")
-    if auto_create is not None and not isinstance(auto_create, bool):
-        raise _invalid("auto_create", "must be a boolean")
-    key = _secret_key(body.get("secret_key"))
-    assert key is not None
-    return TokenRequest(
-        username=_username(body.get("username")),
-        secret_key=key,
-        workspace=workspace_of(body.get("org_id"), default_workspace),
-        validity_seconds=validity_seconds(body.get("validity_time_in_sec"),
-                                          default=default_validity, maximum=max_validity),
-        auto_create=bool(auto_create),
-    )
-
-
-def token_request_from_form(fields: Mapping[str, str], *, default_workspace: str,
-                            default_validity: int) -> TokenRequest:
-    """Validate a v1 ``session/auth/token`` form (``access_level`` FULL only)."""
-    access = fields.get("access_level") or FULL_ACCESS
-    if access.upper() != FULL_ACCESS:
-        raise _invalid("access_level", "only FULL is supported")
-    key = _secret_key(fields.get("secret_key"))
-    assert key is not None
-    return TokenRequest(
-        username=_username(fields.get("username")),
-        secret_key=key,
-        workspace=workspace_of(fields.get("org_id") or None, default_workspace),
-        validity_seconds=default_validity,
-    )
-
-
-def revoke_request_from_json(data: object, *, default_workspace: str) -> RevokeRequest:
-    """Validate a v2 ``/auth/token/revoke`` body."""
-    body = _object(data)
-    token = body.get("token")
-    if token is not None and not isinstance(token, str):
-        raise _invalid("token", "must be a string")
-    return RevokeRequest(
-        token=token or None,
-        secret_key=_secret_key(body.get("secret_key"), required=False),
-        workspace=workspace_of(body.get("org_id"), default_workspace),
-    )
+    Exactly the documented fields: generated ThoughtSpot clients refuse
+    unknown ones. ``scope.org_id`` only when the workspace has a numeric id.
+    """
+    scope: dict[str, Any] = {"access_type": FULL_ACCESS}
+    if org_id is not None:
+        scope["org_id"] = org_id
+    return {
+        "creation_time_in_millis": int(record.created_at * 1000),
+        "expiration_time_in_millis": int(record.expires_at * 1000),
+        "scope": scope,
+        "valid_for_user_id": user_id(user),
+        "token_type": TOKEN_TYPE,
+    }

@@ -163,13 +163,21 @@ class Store(Protocol):
 
     # trusted authentication
     async def enable_trusted_auth(self, key: TrustedKey) -> TrustedKey:
-        """Store ``key`` unless its workspace already has one; return the workspace's key."""
+        """Store ``key`` unless its workspace already has one; return the workspace's key.
+
+        A ``key.org_id`` is given to the workspace even if it already has a
+        key (which it keeps); :class:`AlreadyExists` if another workspace
+        holds that org id. ``key.org_id`` None leaves the org id as it is.
+        """
 
     async def get_trusted_key(self, workspace: str) -> TrustedKey | None:
         """A workspace's trusted-auth key (encrypted), or None while disabled."""
 
+    async def trusted_key_for_org_id(self, org_id: int) -> TrustedKey | None:
+        """The key of the workspace holding the numeric ``org_id``, or None."""
+
     async def disable_trusted_auth(self, workspace: str) -> TrustedKey | None:
-        """Remove a workspace's key (its bearer tokens stop working); the old key or None."""
+        """Remove a workspace's key and org id (its bearers stop working); the old key or None."""
 
     async def create_bearer(self, record: BearerRecord) -> None:
         """Store a minted bearer token; the store forgets it at ``expires_at`` (TTL)."""

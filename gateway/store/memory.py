@@ -223,12 +223,23 @@ class MemoryStore:
         return {}
 
     async def enable_trusted_auth(self, key: TrustedKey) -> TrustedKey:
-        """Store the key unless the workspace has one; the workspace's key."""
-        return self._trusted_keys.setdefault(key.workspace, key)
+        """Store the key unless the workspace has one, and its org id; the workspace's key."""
+        if key.org_id is not None:
+            holder = await self.trusted_key_for_org_id(key.org_id)
+            if holder is not None and holder.workspace != key.workspace:
+                raise AlreadyExists(f"org id {key.org_id}")
+        stored = self._trusted_keys.setdefault(key.workspace, key)
+        if key.org_id is not None and stored.org_id != key.org_id:
+            stored = self._trusted_keys[key.workspace] = replace(stored, org_id=key.org_id)
+        return stored
 
     async def get_trusted_key(self, workspace: str) -> TrustedKey | None:
         """A workspace's key, or None."""
         return self._trusted_keys.get(workspace)
+
+    async def trusted_key_for_org_id(self, org_id: int) -> TrustedKey | None:
+        """The key of the workspace holding ``org_id`` (a scan: few workspaces live here)."""
+        return next((k for k in self._trusted_keys.values() if k.org_id == org_id), None)
 
     async def disable_trusted_auth(self, workspace: str) -> TrustedKey | None:
         """Remove a workspace's key (cached bearers are dropped everywhere)."""

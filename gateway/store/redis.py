@@ -8,7 +8,8 @@ Key layout (prefix ``tg:`` by default):
 * ``tg:ws:<ws>:settings`` hash; ``tg:ws:<ws>:audit`` and ``tg:audit:security``
   capped lists
 * ``tg:rl:{<key>}`` sliding-window zsets (see ``ratelimit.lua``)
-* ``tg:ws:<ws>:trusted`` hash (encrypted trusted-auth key, its generation);
+* ``tg:ws:<ws>:trusted`` hash (encrypted trusted-auth key, its generation, org id);
+  ``tg:orgid:<n>`` string (the workspace holding numeric org id n);
   ``tg:tb:{<hash>}`` hash per trusted-auth bearer token, expiring with it
 * channel ``tg:invalidate`` for cache invalidations
 * ``tg:keycheck`` string: the master key's check value (never the key)
@@ -527,26 +528,38 @@ class RedisStore:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
-    # trusted authentication: ``tg:ws:<ws>:trusted`` hash (the encrypted key and
-    # its generation); ``tg:tb:{<hash>}`` hash per bearer token, expiring with it
+    # trusted authentication: ``tg:ws:<ws>:trusted`` hash (the encrypted key, its
+    # generation, the org id); ``tg:orgid:<n>`` names the workspace holding org
+    # id n; ``tg:tb:{<hash>}`` hash per bearer token, expiring with it
     @functools.cached_property
     def _trusted_scripts(self) -> dict[str, Any]:
         return {name: self.client.register_script(_lua(name))
-                for name in ("trusted_enable", "trusted_bearer", "trusted_revoke")}
+                for name in ("trusted_enable", "trusted_disable", "trusted_bearer",
+                             "trusted_revoke")}
+
+    def _org_id_key(self, org_id: int) -> str:
+        return f"{self.prefix}orgid:{org_id}"
 
     def _bearer_key(self, token_hash: str) -> str:
         return f"{self.prefix}tb:{{{token_hash}}}"
 
     @_wrap_errors
     async def enable_trusted_auth(self, key: TrustedKey) -> TrustedKey:
-        """Store the key unless the workspace has one (atomically); the workspace's key."""
+        """Store the key unless the workspace has one, and its org id (atomically)."""
         fields = {"generation": key.generation, "key": key.key_encrypted,
                   "enabled_at": repr(key.enabled_at), "enabled_by": key.enabled_by}
+        keys = [self._ws(key.workspace, "trusted"), self.prefix + "workspaces"]
+        org = ""
+        if key.org_id is not None:
+            org = str(key.org_id)
+            keys.append(self._org_id_key(key.org_id))
         res = await self._trusted_scripts["trusted_enable"](
-            keys=[self._ws(key.workspace, "trusted"), self.prefix + "workspaces"],
-            args=[key.workspace, *(x for kv in fields.items() for x in kv)],
+            keys=keys,
+            args=[key.workspace, org, self.prefix, *(x for kv in fields.items() for x in kv)],
         )
-        return _trusted_key(key.workspace, _pairs(res))
+        if _s(res[0]) == "taken":
+            raise AlreadyExists(f"org id {org}")
+        return _trusted_key(key.workspace, _pairs(res[1]))
 
     @_wrap_errors
     async def get_trusted_key(self, workspace: str) -> TrustedKey | None:
@@ -555,16 +568,22 @@ class RedisStore:
         return _trusted_key(workspace, h) if h else None
 
     @_wrap_errors
+    async def trusted_key_for_org_id(self, org_id: int) -> TrustedKey | None:
+        """The key of the workspace the org id's directory entry names, or None."""
+        workspace = _s(await self.client.get(self._org_id_key(org_id)))
+        if workspace is None:
+            return None
+        key = await self.get_trusted_key(workspace)
+        return key if key is not None and key.org_id == org_id else None
+
+    @_wrap_errors
     async def disable_trusted_auth(self, workspace: str) -> TrustedKey | None:
-        """Remove a workspace's key, returning it, in one transaction."""
-        key = self._ws(workspace, "trusted")
+        """Remove a workspace's key and org id, returning the key, in one script."""
         msg = orjson.dumps({"kind": "all", "key": workspace, "at": time.time()})
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hgetall(key)
-            pipe.delete(key)
-            pipe.publish(self.channel, msg)  # cached bearers go everywhere at once
-            old, _, _ = await pipe.execute()
-        h = _pairs_dict(old)
+        old = await self._trusted_scripts["trusted_disable"](
+            keys=[self._ws(workspace, "trusted")],
+            args=[workspace, self.prefix, self.channel, msg])  # cached bearers go at once
+        h = _pairs(old)
         return _trusted_key(workspace, h) if h else None
 
     @_wrap_errors
@@ -631,7 +650,8 @@ def _event(raw: bytes | str) -> AuditEvent:
 
 def _trusted_key(workspace: str, h: Mapping[str, str]) -> TrustedKey:
     return TrustedKey(workspace=workspace, generation=h["generation"], key_encrypted=h["key"],
-                      enabled_at=float(h["enabled_at"]), enabled_by=h.get("enabled_by", ""))
+                      enabled_at=float(h["enabled_at"]), enabled_by=h.get("enabled_by", ""),
+                      org_id=int(h["org_id"]) if h.get("org_id") else None)
 
 
 def _bearer(token_hash: str, h: Mapping[str, str]) -> BearerRecord:

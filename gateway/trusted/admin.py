@@ -1,7 +1,9 @@
 """Admin API for trusted authentication: ``/admin/api/workspaces/{ws}/trusted-auth``.
 
 ``PUT`` enables (a new key, 201; the current one, 200, if already enabled),
-``GET`` reads the key back, ``DELETE`` disables. Admins only: the operator
+optionally with ``{"org_id": N}``, the workspace's numeric ThoughtSpot org
+id (set or changed even when already enabled); ``GET`` reads the key and
+org id back, ``DELETE`` disables (and drops the org id). Admins only: the operator
 for any workspace, an admin user for their own. The admin-key middleware
 has already checked the caller.
 """
@@ -10,13 +12,22 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.admin.api import ACTOR_HEADER
+from gateway.admin.api import ACTOR_HEADER, read_body
 from gateway.policy.permissions import Actor
+from gateway.policy.tokenrequests import MAX_ORG_ID
 from gateway.proxy.app import GATEWAY
 from gateway.trusted.service import KeyStatus, TrustedAuth
 
 PATH = "/admin/api/workspaces/{workspace}/trusted-auth"
+
+
+class EnableTrustedAuth(BaseModel):
+    """The optional ``PUT`` body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    org_id: int | None = Field(default=None, ge=0, le=MAX_ORG_ID)
 
 
 def _service(request: web.Request) -> TrustedAuth:
@@ -35,8 +46,11 @@ def _respond(status: KeyStatus, code: int = 200) -> web.Response:
 
 
 async def enable(request: web.Request) -> web.Response:
-    """PUT: enable trusted authentication for the workspace."""
-    status = await _service(request).enable(await _actor(request), request.match_info["workspace"])
+    """PUT: enable trusted authentication for the workspace (a body is optional)."""
+    actor = await _actor(request)
+    raw = await request.read()
+    body = await read_body(request, EnableTrustedAuth) if raw.strip() else EnableTrustedAuth()
+    status = await _service(request).enable(actor, request.match_info["workspace"], body.org_id)
     return _respond(status, 201 if status.created else 200)
 
 

@@ -1,4 +1,4 @@
-"""``tokengate trusted-auth enable|disable|show --workspace WS``, acting as the operator."""
+"""``tokengate trusted-auth enable|disable|show --workspace WS [--org-id N]``, as the operator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.lifecycle import Lifecycle
+from gateway.policy.errors import Unprocessable
 from gateway.policy.permissions import Actor
+from gateway.policy.tokenrequests import org_id_number
 from gateway.trusted.service import KeyStatus, TrustedAuth
 
 PrintFn = Callable[[argparse.Namespace, Any, str], None]
@@ -19,7 +21,8 @@ def _text(action: str, status: KeyStatus) -> str:
         return f"trusted authentication {verb} for workspace {status.workspace}"
     lead = ("enabled" if status.created else "was already enabled") if action == "enable" \
         else "is enabled"
-    return (f"trusted authentication {lead} for workspace {status.workspace}\n"
+    org = f" (org id {status.org_id})" if status.org_id is not None else ""
+    return (f"trusted authentication {lead} for workspace {status.workspace}{org}\n"
             f"secret_key: {status.secret_key}\n"
             "(keep it on your backend; it mints tokens for any user of the workspace)")
 
@@ -29,8 +32,12 @@ async def trusted_auth_command(lc: Lifecycle, args: argparse.Namespace,
     """Run one trusted-auth subcommand against the store; the exit status."""
     service = TrustedAuth(lifecycle=lc)
     operator = Actor.operator()
+    org_id = getattr(args, "org_id", None)
+    if org_id is not None and args.action != "enable":
+        raise Unprocessable("--org-id goes with enable (disable drops the org id)")
     if args.action == "enable":
-        status = await service.enable(operator, args.workspace)
+        org = None if org_id is None else org_id_number(org_id, "--org-id")
+        status = await service.enable(operator, args.workspace, org)
     elif args.action == "disable":
         status = await service.disable(operator, args.workspace)
     else:

@@ -32,13 +32,8 @@ from gateway.policy.errors import (
 )
 from gateway.policy.model import Identity, Role, User, iso, new_user_generation
 from gateway.policy.permissions import Actor, require_admin, target_workspace
-from gateway.policy.trusted import (
-    BearerCredential,
-    BearerRecord,
-    RevokeRequest,
-    TokenRequest,
-    TrustedKey,
-)
+from gateway.policy.tokenrequests import OrgRef, RevokeRequest, TokenRequest
+from gateway.policy.trusted import BearerCredential, BearerRecord, TrustedKey
 from gateway.proxy.cache import PushCache
 from gateway.store.base import AlreadyExists, Store
 from gateway.trusted.endpoints import public_routes
@@ -52,6 +47,7 @@ log = logging.getLogger("tokengate.trusted")
 
 AUTO_CREATE_ACTOR = "trusted-auth"
 REFUSED = "the secret_key is not valid for this workspace, or trusted authentication is disabled"
+ORG_ID_TAKEN = "org_id: another workspace has this org id"
 OTHER_WORKSPACE = "other"  # metrics label for a refused key of a workspace with no key
 
 
@@ -64,6 +60,7 @@ class KeyStatus:
     enabled_at: float | None = None
     enabled_by: str | None = None
     created: bool = False
+    org_id: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The admin view: the key itself while enabled."""
@@ -73,6 +70,7 @@ class KeyStatus:
             "secret_key": self.secret_key,
             "enabled_at": iso(self.enabled_at),
             "enabled_by": self.enabled_by,
+            "org_id": self.org_id,
         }
 
 
@@ -127,26 +125,42 @@ class TrustedAuth:
 
     def _status(self, key: TrustedKey, *, created: bool = False) -> KeyStatus:
         return KeyStatus(key.workspace, self._plaintext(key), key.enabled_at, key.enabled_by,
-                         created)
+                         created, key.org_id)
 
-    async def enable(self, actor: Actor, workspace: str | None) -> KeyStatus:
-        """Enable trusted auth with a new key; if already enabled, the current key."""
+    async def enable(self, actor: Actor, workspace: str | None,
+                     org_id: int | None = None) -> KeyStatus:
+        """Enable trusted auth with a new key; if already enabled, the current key.
+
+        ``org_id`` gives the workspace that numeric ThoughtSpot org id (also
+        when already enabled: the key stays); 409 if another workspace has it.
+        """
         ws = self._workspace(actor, workspace, "enable trusted authentication")
+        before = await self.store.get_trusted_key(ws) if org_id is not None else None
         generation = trusted.new_generation()
         secret_key = trusted.new_secret_key()
         new = TrustedKey(
             workspace=ws, generation=generation, enabled_at=self.clock(), enabled_by=actor.name,
             key_encrypted=self.keys.encrypt(secret_key,
                                             context=trusted.key_context(ws, generation)),
+            org_id=org_id,
         )
-        stored = await self.store.enable_trusted_auth(new)
+        try:
+            stored = await self.store.enable_trusted_auth(new)
+        except AlreadyExists:
+            # Which workspace has it is another tenant's business.
+            raise Conflict(ORG_ID_TAKEN, extra={"field": "org_id"}) from None
         if stored.generation != generation:
+            if org_id is not None and (before is None or before.org_id != org_id):
+                await self.lifecycle.audit("trusted_auth.org_id_set", actor.name, ws, ws,
+                                           org_id=org_id,
+                                           previous=before.org_id if before else None)
             return self._status(stored)
         await self.lifecycle.audit("trusted_auth.enabled", actor.name, ws, ws,
-                                   generation=generation)
+                                   generation=generation, org_id=org_id)
         if self.metrics is not None:
             self.metrics.declare_workspaces([ws])
-        return KeyStatus(ws, secret_key, new.enabled_at, new.enabled_by, created=True)
+        return KeyStatus(ws, secret_key, new.enabled_at, new.enabled_by, created=True,
+                         org_id=stored.org_id)
 
     async def show(self, actor: Actor, workspace: str | None) -> KeyStatus:
         """The workspace's key (to copy again), or a disabled status."""
@@ -165,20 +179,29 @@ class TrustedAuth:
 
     # --- the key on the public endpoints ---------------------------------
 
-    async def check_key(self, workspace: str, presented: str, client: str,
+    async def _key_of(self, org: OrgRef) -> TrustedKey | None:
+        # A number is a numeric org id first, then (if no workspace has it) a name.
+        if org.number is not None:
+            key = await self.store.trusted_key_for_org_id(org.number)
+            if key is not None:
+                return key
+        return await self.store.get_trusted_key(org.name)
+
+    async def check_key(self, org: OrgRef, presented: str, client: str,
                         endpoint: str) -> TrustedKey:
-        """The workspace's key if ``presented`` is it; else 401 (429 past the limit).
+        """The key of the workspace ``org`` names if ``presented`` is it; else 401 (429 past the limit).
 
         The attempt takes a slot of the client's failure budget before any
         key is compared (a right key gives it back), so neither the limit
         nor a burst of parallel guesses can be used as an oracle.
         """
         attempt = await self.guard.reserve(client)
-        key = await self.store.get_trusted_key(workspace)
+        key = await self._key_of(org)
         if key is not None and trusted.key_matches(presented, self._plaintext(key)):
             await self.guard.refund(attempt)
             return key
         reason = "wrong_key" if key is not None else "disabled"
+        workspace = key.workspace if key is not None else org.name
         if self.metrics is not None:
             self.metrics.trusted_key_failure(workspace if key is not None else OTHER_WORKSPACE)
         await self.guard.refused(attempt, workspace=workspace, known=key is not None,
@@ -189,8 +212,8 @@ class TrustedAuth:
 
     async def mint(self, request: TokenRequest, client: str, endpoint: str) -> Minted:
         """Check the key, find (or create) the user, and mint a bearer token."""
-        key = await self.check_key(request.workspace, request.secret_key, client, endpoint)
-        user = await self._user(request)
+        key = await self.check_key(request.org, request.secret_key, client, endpoint)
+        user = await self._user(request, key.workspace)
         now = self.clock()
         token = new_bearer_token()
         record = BearerRecord(
@@ -207,8 +230,8 @@ class TrustedAuth:
             "validity_seconds": request.validity_seconds})
         return Minted(token, user, record)
 
-    async def _user(self, request: TokenRequest) -> User:
-        ws, name = request.workspace, request.username
+    async def _user(self, request: TokenRequest, ws: str) -> User:
+        name = request.username
         user = await self.store.get_user(name)
         if user is None and request.auto_create:
             created = User(name, Role.MEMBER, ws, self.clock(), new_user_generation())
@@ -228,6 +251,18 @@ class TrustedAuth:
 
     async def resolve_bearer(self, token: str) -> Identity:
         """The identity of ``Authorization: Bearer <token>`` (cached; else one store call)."""
+        return trusted.bearer_identity(await self._credential(token), now=self.clock())
+
+    async def validation(self, token: str) -> dict[str, Any]:
+        """The ``/auth/token/validate`` body for a bearer (401 unless it is valid)."""
+        credential = await self._credential(token)
+        identity = trusted.bearer_identity(credential, now=self.clock())
+        assert credential is not None and credential.owner is not None  # else 401 above
+        key = await self.store.get_trusted_key(identity.workspace)
+        return trusted.validation_response(credential.owner, credential.record,
+                                           key.org_id if key is not None else None)
+
+    async def _credential(self, token: str) -> BearerCredential | None:
         token_hash = self.keys.hash_secret(token)
         generation = self.cache.generation
         credential = self.cache.get(token_hash)
@@ -243,7 +278,7 @@ class TrustedAuth:
                                             failed=failed)
             if credential is not None:
                 self.cache.put(token_hash, credential, generation=generation)
-        return trusted.bearer_identity(credential, now=self.clock())
+        return credential
 
     async def revoke_own(self, token: str, identity: Identity) -> None:
         """Revoke the bearer token the caller authenticated with."""
@@ -255,14 +290,14 @@ class TrustedAuth:
     async def revoke_with_key(self, request: RevokeRequest, client: str, endpoint: str) -> None:
         """Revoke a bearer token of the workspace whose key the caller holds."""
         assert request.secret_key is not None
-        await self.check_key(request.workspace, request.secret_key, client, endpoint)
+        key = await self.check_key(request.org, request.secret_key, client, endpoint)
         if request.token is None:
             raise Unprocessable("token: required", extra={"field": "token"})
         found = None
         if bearer_well_formed(request.token):
             token_hash = self.keys.hash_secret(request.token)
             found = await self.store.load_bearer(token_hash)
-        if found is None or found.record.workspace != request.workspace:
+        if found is None or found.record.workspace != key.workspace:
             raise NotFound("no such token")
         record = await self.store.revoke_bearer(found.record.token_hash, at=self.clock())
         if record is not None:

@@ -1,39 +1,32 @@
-"""Trusted authentication's pure parts: keys, request validation, bearer checks, responses."""
+"""Trusted authentication's pure parts: keys, bearer checks, response bodies."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
 
 import pytest
 
-from gateway.policy.errors import BadRequest, Problem, Unauthenticated, Unprocessable
+from gateway.policy.errors import Unauthenticated
 from gateway.policy.model import Identity, Role, TokenType, User
 from gateway.policy.trusted import (
     BearerCredential,
     BearerRecord,
-    TokenRequest,
+    TrustedKey,
     bearer_identity,
     key_matches,
     new_generation,
     new_secret_key,
     public_id,
-    revoke_request_from_json,
-    token_request_from_form,
-    token_request_from_json,
     token_response,
     user_id,
-    validity_seconds,
-    workspace_of,
+    validation_response,
 )
 
 NOW = 1_800_000_000.0
 HASH = "ab" * 32
 BOB = User("bob", Role.MEMBER, "acme", NOW - 100)
 RECORD = BearerRecord(HASH, "bob", "acme", "g1", NOW, NOW + 300)
-LIMITS: dict[str, Any] = {"default_workspace": "default", "default_validity": 300,
-                         "max_validity": 3600}
 
 
 def test_secret_keys_are_version_4_uuids_with_122_random_bits() -> None:
@@ -121,101 +114,20 @@ def test_token_response_has_the_v2_fields() -> None:
     }
 
 
-@pytest.mark.parametrize(("org_id", "workspace"), [
-    (None, "default"), ("acme", "acme"), (0, "0"), (42, "42"), ("42", "42"), ("Acme", "acme"), ("ACME", "acme"),
-])
-def test_workspace_of_accepts_strings_and_integers(org_id: object, workspace: str) -> None:
-    """org_id names the workspace, as a string or an integer; absent means the default."""
-    assert workspace_of(org_id, "default") == workspace
-
-
-@pytest.mark.parametrize("org_id", [True, 1.5, [], {}, "", "-1", "../x", "a b", -3])
-def test_workspace_of_refuses_other_values(org_id: object) -> None:
-    """Anything else is 422 naming org_id."""
-    with pytest.raises(Unprocessable) as info:
-        workspace_of(org_id, "default")
-    assert info.value.extra["field"] == "org_id"
-
-
-@pytest.mark.parametrize(("requested", "result", "error"), [
-    (None, 300, None), (1, 1, None), (3600, 3600, None),
-    (0, None, BadRequest), (-5, None, BadRequest), (3601, None, BadRequest),
-    ("60", None, Unprocessable), (60.0, None, Unprocessable), (True, None, Unprocessable),
-])
-def test_validity_seconds(requested: object, result: int | None,
-                          error: type[Problem] | None) -> None:
-    """The default when absent; 1..max allowed; outside is 400; a non-integer is 422."""
-    if error is None:
-        assert validity_seconds(requested, default=300, maximum=3600) == result
-    else:
-        with pytest.raises(error) as info:
-            validity_seconds(requested, default=300, maximum=3600)
-        assert info.value.extra["field"] == "validity_time_in_sec"
-
-
-def test_json_request_with_every_field() -> None:
-    """A full v2 body becomes a request; unknown fields are ignored."""
-    body = {"username": "bob", "secret_key": "k", "org_id": 7, "validity_time_in_sec": 60,
-            "auto_create": True, "persist_option": "NONE"}
-    assert token_request_from_json(body, **LIMITS) == TokenRequest("bob", "k", "7", 60, True)
-    assert token_request_from_json({"username": "bob", "secret_key": "k"}, **LIMITS) == \
-        TokenRequest("bob", "k", "default", 300, False)
-
-
-@pytest.mark.parametrize(("body", "error", "field"), [
-    ([], BadRequest, None),
-    ("x", BadRequest, None),
-    (None, BadRequest, None),
-    ({"secret_key": "k"}, Unprocessable, "username"),
-    ({"username": 1, "secret_key": "k"}, Unprocessable, "username"),
-    ({"username": " bob", "secret_key": "k"}, Unprocessable, "username"),
-    ({"username": "bob"}, Unprocessable, "secret_key"),
-    ({"username": "bob", "secret_key": ""}, Unprocessable, "secret_key"),
-    ({"username": "bob", "secret_key": ["k"]}, Unprocessable, "secret_key"),
-    ({"username": "bob", "secret_key": "k", "auto_create": 1}, Unprocessable, "auto_create"),
-    ({"username": "bob", "secret_key": "k", "validity_time_in_sec": 0}, BadRequest,
-     "validity_time_in_sec"),
-])
-def test_json_request_refusals(body: Any, error: type[Problem], field: str | None) -> None:
-    """Not an object is 400; a missing or wrong field is named, and the key is never echoed."""
-    with pytest.raises(error) as info:
-        token_request_from_json(body, **LIMITS)
-    assert info.value.extra.get("field") == field
-    assert "'k'" not in info.value.detail
-
-
-def test_form_request() -> None:
-    """The v1 form: FULL access (any case, or absent), org_id optional, default validity."""
-    form = {"username": "bob", "secret_key": "k", "access_level": "full", "org_id": "acme"}
-    assert token_request_from_form(form, default_workspace="default", default_validity=300) \
-        == TokenRequest("bob", "k", "acme", 300)
-    bare = token_request_from_form({"username": "bob", "secret_key": "k", "org_id": ""},
-                                   default_workspace="default", default_validity=300)
-    assert bare.workspace == "default"
-    with pytest.raises(Unprocessable) as info:
-        token_request_from_form({"username": "bob", "secret_key": "k",
-                                 "access_level": "REPORT_BOOK_VIEW"},
-                                default_workspace="default", default_validity=300)
-    assert info.value.extra["field"] == "access_level"
-
-
-@pytest.mark.parametrize(("body", "token", "key", "workspace"), [
-    ({"token": "t"}, "t", None, "default"),
-    ({}, None, None, "default"),
-    ({"token": "t", "secret_key": "k", "org_id": "acme"}, "t", "k", "acme"),
-    ({"token": "", "user_identifier": "bob"}, None, None, "default"),
-])
-def test_revoke_request(body: dict[str, Any], token: str | None, key: str | None,
-                        workspace: str) -> None:
-    """A revoke body names the token and, optionally, the key and workspace."""
-    req = revoke_request_from_json(body, default_workspace="default")
-    assert (req.token, req.secret_key, req.workspace) == (token, key, workspace)
+def test_validation_response_has_thoughtspots_fields() -> None:
+    """The validate body is ThoughtSpot's TokenValidationResponse, org id in the scope if set."""
+    assert validation_response(BOB, RECORD, 0) == {
+        "creation_time_in_millis": int(NOW * 1000),
+        "expiration_time_in_millis": int((NOW + 300) * 1000),
+        "scope": {"access_type": "FULL", "org_id": 0},
+        "valid_for_user_id": user_id(BOB),
+        "token_type": "BEARER",
+    }
+    assert validation_response(BOB, RECORD, None)["scope"] == {"access_type": "FULL"}
 
 
 def test_secrets_stay_out_of_reprs() -> None:
-    """Neither the key nor the hash shows in a value's repr."""
-    req = TokenRequest("bob", "sekrit-key", "acme", 60)
-    assert "sekrit-key" not in repr(req)
+    """Neither the hash nor an encrypted key shows in a value's repr."""
     assert HASH not in repr(RECORD)
-    with pytest.raises(Unprocessable):
-        revoke_request_from_json({"token": 5}, default_workspace="default")
+    key = TrustedKey("acme", "g1", "sekrit-enc", NOW, "operator", org_id=3)
+    assert "sekrit-enc" not in repr(key)

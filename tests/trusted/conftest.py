@@ -15,6 +15,7 @@ from tests.conftest import ADMIN_KEY, GatewayProcess, RecordingUpstream
 V2 = "/api/rest/2.0/auth/token/full"
 V1 = "/callosum/v1/tspublic/v1/session/auth/token"
 REVOKE = "/api/rest/2.0/auth/token/revoke"
+VALIDATE = "/api/rest/2.0/auth/token/validate"
 KEY_FAILURE_LIMIT = 3
 CONFIG = f"""
 [trusted_auth]
@@ -66,10 +67,13 @@ class Trusted:
                                  {"username": username, "role": role, "workspace": workspace})
         assert reply.status == 201, reply.body
 
-    async def enable(self, workspace: str = "default", actor: str | None = None) -> str:
-        """Enable trusted auth for ``workspace``; its new secret_key."""
-        reply = await self.admin("PUT", f"/workspaces/{workspace}/trusted-auth", actor=actor)
-        assert reply.status == 201, reply.body
+    async def enable(self, workspace: str = "default", actor: str | None = None,
+                     org_id: int | None = None, status: int = 201) -> str:
+        """Enable trusted auth for ``workspace`` (with a numeric org id); its secret_key."""
+        body = None if org_id is None else {"org_id": org_id}
+        reply = await self.admin("PUT", f"/workspaces/{workspace}/trusted-auth", body,
+                                 actor=actor)
+        assert reply.status == status, reply.body
         key: str = reply.body["secret_key"]
         return key
 

@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from gateway.policy.credentials import bearer_well_formed
-from tests.trusted.conftest import KEY_FAILURE_LIMIT, REVOKE, V1, V2, StartTrusted, Trusted
+from tests.trusted.conftest import (
+    KEY_FAILURE_LIMIT,
+    REVOKE,
+    V1,
+    V2,
+    VALIDATE,
+    StartTrusted,
+    Trusted,
+)
 
 
 async def test_v1_form_endpoint_returns_the_token_as_text(ta: Trusted) -> None:
@@ -26,13 +34,17 @@ async def test_v1_form_endpoint_returns_the_token_as_text(ta: Trusted) -> None:
 
 
 @pytest.mark.parametrize(("form", "status", "field"), [
-    ({"username": "bob", "access_level": "REPORT_BOOK_VIEW"}, 422, "access_level"),
+    ({"username": "bob", "access_level": "REPORT_BOOK_VIEW"}, 501, "access_level"),
+    ({"username": "bob", "access_level": "ADMIN"}, 422, "access_level"),
+    ({"username": "bob", "orgid": "default", "org_id": "other"}, 422, "orgid"),
+    ({"username": "bob", "autocreate": "maybe"}, 422, "autocreate"),
+    ({"username": "bob", "groups": "sales"}, 422, "groups"),
     ({"access_level": "FULL"}, 422, "username"),
     ({"username": "bob", "access_level": "FULL", "secret_key": ""}, 422, "secret_key"),
 ])
 async def test_v1_form_refuses_bad_fields(ta: Trusted, form: dict[str, str], status: int,
                                           field: str) -> None:
-    """A form with a missing or unsupported field is refused, naming the field."""
+    """A form with a missing, wrong or unsupported field is refused, naming the field."""
     key = await ta.enable()
     form = {"secret_key": key, **form}
     reply = await ta.post(V1, form=form)
@@ -68,10 +80,12 @@ async def test_v2_refuses_wrong_fields_naming_them(ta: Trusted, body: dict[str, 
     assert key not in reply.text
 
 
-@pytest.mark.parametrize("raw", [b"not json", b"", b'["a list"]', b'"text"'])
+@pytest.mark.parametrize("raw", [b"not json", b"", b'["a list"]', b'"text"', b"null"])
 async def test_v2_refuses_bodies_that_are_not_json_objects(ta: Trusted, raw: bytes) -> None:
-    """A body that is not a JSON object is a 400 problem."""
-    for path in (V2, REVOKE):
+    """A body that is not a JSON object is a 400 problem (revoke and validate may have none)."""
+    for path in (V2, REVOKE, VALIDATE):
+        if path != V2 and not raw:
+            continue  # no body is how ThoughtSpot's clients revoke (test_thoughtspot_wire)
         reply = await ta.post(path, raw=raw, headers={"Content-Type": "application/json"})
         assert reply.status == 400
         assert reply.headers["Content-Type"] == "application/problem+json"

@@ -67,11 +67,15 @@ class RevokeRequest:
 
     ``token`` None means the bearer in the Authorization header; with a
     ``secret_key`` the key of the workspace ``org`` names authorises it.
+    ``user`` (ThoughtSpot's ``user_identifier``), if given, must be the
+    token's user: tokengate revokes one token at a time, never silently
+    fewer than a client asked for.
     """
 
     token: str | None = field(repr=False)
     secret_key: str | None = field(repr=False)
     org: OrgRef
+    user: str | None = None
 
 
 def _invalid(name: str, what: str) -> Unprocessable:
@@ -209,10 +213,14 @@ def revoke_request_from_json(data: object, *, default_workspace: str) -> RevokeR
     """Validate a v2 ``/auth/token/revoke`` body (``{}`` when the request has none)."""
     body = _object(data)
     key = body.get("secret_key")
+    user = body.get("user_identifier")
+    if user is not None and not isinstance(user, str):
+        raise _invalid("user_identifier", "must be a string")
     return RevokeRequest(
         token=_optional_token(body),
         secret_key=None if key is None else _secret_key(key),
         org=org_ref(body.get("org_id"), default_workspace),
+        user=user or None,
     )
 
 

@@ -119,6 +119,9 @@ class TokenEndpoints:
             return web.Response(status=204)
         token, identity = await self._own_bearer(
             request, req.token, "revoke", "send the bearer token to revoke, or the secret_key")
+        if req.user is not None and req.user != identity.user:
+            raise Forbidden("a bearer token can revoke only itself (user_identifier names "
+                            "another user); use the secret_key")
         await self.service.revoke_own(token, identity)
         return web.Response(status=204)
 

@@ -297,7 +297,8 @@ class TrustedAuth:
         if bearer_well_formed(request.token):
             token_hash = self.keys.hash_secret(request.token)
             found = await self.store.load_bearer(token_hash)
-        if found is None or found.record.workspace != key.workspace:
+        if (found is None or found.record.workspace != key.workspace
+                or request.user not in (None, found.record.user)):
             raise NotFound("no such token")
         record = await self.store.revoke_bearer(found.record.token_hash, at=self.clock())
         if record is not None:

@@ -174,18 +174,20 @@ def test_object_access_is_not_implemented() -> None:
     assert "REPORT_BOOK_VIEW" in info.value.detail and "FULL" in info.value.detail
 
 
-@pytest.mark.parametrize(("body", "token", "key", "org"), [
-    ({"token": "t"}, "t", None, OrgRef("default")),
-    ({}, None, None, OrgRef("default")),
-    ({"token": "t", "secret_key": "k", "org_id": "acme"}, "t", "k", OrgRef("acme")),
-    ({"token": "t", "secret_key": "k", "org_id": 0}, "t", "k", OrgRef("0", 0)),
-    ({"token": "", "user_identifier": "bob"}, None, None, OrgRef("default")),
+@pytest.mark.parametrize(("body", "token", "key", "org", "user"), [
+    ({"token": "t"}, "t", None, OrgRef("default"), None),
+    ({}, None, None, OrgRef("default"), None),
+    ({"token": "t", "secret_key": "k", "org_id": "acme"}, "t", "k", OrgRef("acme"), None),
+    ({"token": "t", "secret_key": "k", "org_id": 0}, "t", "k", OrgRef("0", 0), None),
+    ({"token": "", "user_identifier": "bob"}, None, None, OrgRef("default"), "bob"),
 ])
 def test_revoke_request(body: dict[str, Any], token: str | None, key: str | None,
-                        org: OrgRef) -> None:
-    """A revoke body names the token and, optionally, the key and the org."""
+                        org: OrgRef, user: str | None) -> None:
+    """A revoke body names the token and, optionally, the key, the org and the user."""
     req = revoke_request_from_json(body, default_workspace="default")
-    assert (req.token, req.secret_key, req.org) == (token, key, org)
+    assert (req.token, req.secret_key, req.org, req.user) == (token, key, org, user)
+    with pytest.raises(Unprocessable):
+        revoke_request_from_json({"user_identifier": 5}, default_workspace="default")
 
 
 @pytest.mark.parametrize(("body", "token"), [({}, None), ({"token": "t"}, "t"),

@@ -120,3 +120,22 @@ async def test_a_workspace_token_reaches_the_rest_api_too(ta: Trusted) -> None:
                              ("/api/default/reports", 403), ("/api/other/reports", 200)):
             async with session.get(ta.gp.proxy + path, headers={"Authorization": auth}) as r:
                 assert r.status == status, path
+
+
+async def test_revoke_names_the_user_it_revokes_for(ta: Trusted) -> None:
+    """user_identifier must be the token's user: another user's is refused (403 with the
+    bearer, 404 with the key) and nothing is revoked; the token's own user revokes it."""
+    key = await ta.enable()
+    token = await ta.bearer(key)
+    auth = {"Authorization": f"Bearer {token}"}
+    async with ta.session.post(ta.gp.proxy + REVOKE, json={"user_identifier": "alice"},
+                               headers=auth) as resp:
+        assert resp.status == 403
+    keyed = await ta.post(REVOKE, json_body={"token": token, "secret_key": key,
+                                             "user_identifier": "alice"})
+    assert keyed.status == 404
+    assert (await ta.call(token)).status == 200
+    async with ta.session.post(ta.gp.proxy + REVOKE, json={"user_identifier": "bob"},
+                               headers=auth) as resp:
+        assert resp.status == 204
+    assert (await ta.call(token)).status == 401

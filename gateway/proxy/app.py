@@ -78,7 +78,9 @@ def _outcome(problem: Problem) -> str:
     for cls in type(problem).__mro__:
         if cls in OUTCOMES:
             return OUTCOMES[cls]
-    return "bad_request" if problem.status < 500 else "upstream_error"
+    # A 501 (a ThoughtSpot endpoint tokengate does not implement) is the
+    # request's matter, not the upstream's.
+    return "bad_request" if problem.status < 500 or problem.status == 501 else "upstream_error"
 
 
 def observe_middleware(gw: Gateway) -> Middleware:

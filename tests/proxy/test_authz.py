@@ -341,3 +341,4 @@ async def test_a_real_process_logs_the_original_request_and_records_last_use(
     status, listing = restarted.admin_call("GET", "/admin/api/tokens")
     row = next(t for t in listing["tokens"] if t["token"] == token)
     assert status == 200 and row["last_used_at"] is not None
+

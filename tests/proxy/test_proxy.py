@@ -220,3 +220,21 @@ async def test_metrics_only_on_admin_listener(make_gateway) -> None:  # type: ig
     status, _, body = await get(g.admin + "/metrics")
     assert status == 200 and b"tokengate_requests_total" in body
     assert (await get(g.proxy + "/metrics"))[0] == 401
+
+
+async def test_a_501_token_endpoint_counts_as_bad_request_not_upstream_error(
+    make_gateway,  # type: ignore[no-untyped-def]
+) -> None:
+    """An unimplemented ThoughtSpot endpoint is the request's matter: outcome bad_request."""
+    g = await make_gateway()
+    registry = g.gw.metrics.registry  # type: ignore[attr-defined]
+
+    def count(outcome: str) -> float:
+        return registry.get_sample_value("tokengate_requests_total", {
+            "outcome": outcome, "token_type": "none", "route_class": "none"}) or 0.0
+
+    before = count("bad_request"), count("upstream_error")
+    async with aiohttp.ClientSession() as s, s.post(
+            g.proxy + "/api/rest/2.0/auth/token/custom", json={}) as r:
+        assert r.status == 501
+    assert (count("bad_request"), count("upstream_error")) == (before[0] + 1, before[1])

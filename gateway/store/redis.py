@@ -37,6 +37,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from gateway.policy.model import (
@@ -85,6 +86,31 @@ def _wrap_errors(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Corouti
             raise StoreError(f"redis: {type(exc).__name__}") from exc
 
     return wrapper
+
+
+def _repeatable(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """``_wrap_errors``, and one more try when Redis dropped the connection under the call.
+
+    A dropped connection (killed, reset, a restart, a failover) leaves unknown
+    whether a write already ran, so only calls whose repeat changes nothing and
+    answers the same carry this: reads, and the idempotent writes (each says
+    why). The others (adding users, creating tokens, revoke-all, user removal,
+    audit events, rate-limit counts) answer 503 instead of risking a double.
+    """
+
+    @functools.wraps(fn)
+    async def again(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except RedisConnectionError as exc:
+            # The pool's wait for a free connection running out is reported as
+            # a ConnectionError too: waiting again would only double the delay.
+            if isinstance(exc.__cause__, TimeoutError):
+                raise
+        # redis-py closed the failed connection; this try opens a new one.
+        return await fn(*args, **kwargs)
+
+    return _wrap_errors(again)
 
 
 def _s(value: bytes | str | None) -> str | None:
@@ -144,8 +170,11 @@ class RedisStore:
         # at most ``timeout``) instead of failing, as redis-py's default pool
         # does past its size. The pub/sub listener holds one connection of it;
         # the hot-path rate-limit call has its own (RespConnection).
+        # RESP2: under RESP3 (redis-py 8's default) redis-py 8.1 skips the
+        # check that replaces a pooled connection the server closed while it
+        # sat idle (redis/redis-py#4252), so the next call on it failed.
         options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
-                                   "health_check_interval": 30,
+                                   "health_check_interval": 30, "protocol": 2,
                                    "max_connections": max_connections, "timeout": timeout}
         self._sentinel: Sentinel | None = None
         if url.startswith(SENTINEL_SCHEME + "://"):
@@ -196,7 +225,7 @@ class RedisStore:
     def _owner(self, username: str) -> str:
         return f"{self.prefix}owner:{username}:tokens"
 
-    @_wrap_errors
+    @_repeatable
     async def ping(self) -> None:
         """Raise StoreError unless Redis answers."""
         await self.client.ping()
@@ -214,7 +243,7 @@ class RedisStore:
             for client in self._sentinel.sentinels:
                 await client.aclose()
 
-    @_wrap_errors
+    @_repeatable  # a repeat finds the value the first try set, and answers it
     async def claim_key_check(self, value: str) -> str:
         """Record the master key's check value unless one is recorded; the recorded one."""
         key = self.prefix + "keycheck"
@@ -244,13 +273,13 @@ class RedisStore:
             pipe.sadd(self.prefix + "workspaces", user.workspace)
             await pipe.execute()
 
-    @_wrap_errors
+    @_repeatable
     async def get_user(self, username: str) -> User | None:
         """One user, or None."""
         h = _pairs_dict(await self.client.hgetall(self._user_key(username)))
         return _user(username, h) if "role" in h else None
 
-    @_wrap_errors
+    @_repeatable
     async def list_users(self, workspace: str | None) -> list[User]:
         """Users of a workspace (or all), sorted by name."""
         key = self._ws(workspace, "users") if workspace else self.prefix + "users"
@@ -287,13 +316,13 @@ class RedisStore:
             raise AlreadyExists(record.token)
         await self.client.sadd(self.prefix + "workspaces", record.workspace)
 
-    @_wrap_errors
+    @_repeatable
     async def get_token(self, token: str) -> TokenRecord | None:
         """One token record, or None."""
         h = _pairs_dict(await self.client.hgetall(self._tok(token)))
         return _record(token, h) if h else None
 
-    @_wrap_errors
+    @_repeatable
     async def load_credential(self, token: str) -> Credential | None:
         """Token, owner and workspace settings in one round trip."""
         res = await self._scripts["credential"](keys=[self._tok(token)], args=[self.prefix])
@@ -304,7 +333,7 @@ class RedisStore:
         owner = _user(record.owner, owner_h) if "role" in owner_h else None
         return Credential(record, owner, _settings(_pairs(res[2])))
 
-    @_wrap_errors
+    @_repeatable
     async def list_tokens(
         self, workspace: str | None, *, owner: str | None = None
     ) -> list[TokenRecord]:
@@ -327,7 +356,7 @@ class RedisStore:
             records = [r for r in records if r.owner == owner]
         return sorted(records, key=lambda r: (r.created_at, r.token))
 
-    @_wrap_errors
+    @_repeatable  # the script keeps the first revoked_at and publishes only then
     async def revoke_token(self, token: str, *, at: float) -> TokenRecord | None:
         """Revoke one token and publish the invalidation, atomically."""
         msg = orjson.dumps({"kind": "token", "key": token, "at": at})
@@ -354,7 +383,7 @@ class RedisStore:
         )
         return int(count)
 
-    @_wrap_errors
+    @_repeatable  # last_used_at never moves backwards: a repeat writes nothing new
     async def touch(self, last_used: Mapping[str, float]) -> None:
         """Coalesced last_used_at writes in one script call."""
         items = list(last_used.items())
@@ -366,12 +395,12 @@ class RedisStore:
             )
 
     # settings
-    @_wrap_errors
+    @_repeatable
     async def get_settings(self, workspace: str) -> WorkspaceSettings:
         """A workspace's settings."""
         return _settings(_pairs_dict(await self.client.hgetall(self._ws(workspace, "settings"))))
 
-    @_wrap_errors
+    @_repeatable  # the same values again; a second invalidation only reloads caches
     async def put_settings(self, workspace: str, settings: WorkspaceSettings) -> None:
         """Replace a workspace's settings and push an invalidation."""
         key = self._ws(workspace, "settings")
@@ -407,7 +436,7 @@ class RedisStore:
                 pipe.sadd(self.prefix + "audit:workspaces", event.workspace)
             await pipe.execute()
 
-    @_wrap_errors
+    @_repeatable
     async def list_audit(self, *, workspace: str | None, limit: int) -> list[AuditEvent]:
         """The newest events first (of every list, merged by time, for None)."""
         if workspace is not None:
@@ -474,7 +503,7 @@ class RedisStore:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(ready.wait(), 5)
 
-    @_wrap_errors
+    @_repeatable  # a second invalidation only reloads caches
     async def publish(self, message: Invalidation) -> None:
         """Publish one invalidation to every process."""
         await self.client.publish(
@@ -561,13 +590,13 @@ class RedisStore:
             raise AlreadyExists(f"org id {org}")
         return _trusted_key(key.workspace, _pairs(res[1]))
 
-    @_wrap_errors
+    @_repeatable
     async def get_trusted_key(self, workspace: str) -> TrustedKey | None:
         """A workspace's key, or None."""
         h = _pairs_dict(await self.client.hgetall(self._ws(workspace, "trusted")))
         return _trusted_key(workspace, h) if h else None
 
-    @_wrap_errors
+    @_repeatable
     async def trusted_key_for_org_id(self, org_id: int) -> TrustedKey | None:
         """The key of the workspace the org id's directory entry names, or None."""
         workspace = _s(await self.client.get(self._org_id_key(org_id)))
@@ -586,7 +615,7 @@ class RedisStore:
         h = _pairs(old)
         return _trusted_key(workspace, h) if h else None
 
-    @_wrap_errors
+    @_repeatable  # the same fields again (expires_at, not the TTL, bounds the token)
     async def create_bearer(self, record: BearerRecord) -> None:
         """Store a bearer token with its lifetime as the key's TTL."""
         key = self._bearer_key(record.token_hash)
@@ -600,7 +629,7 @@ class RedisStore:
             pipe.pexpire(key, ttl_ms)
             await pipe.execute()
 
-    @_wrap_errors
+    @_repeatable
     async def load_bearer(self, token_hash: str) -> BearerCredential | None:
         """Bearer, user and the workspace's key generation in one script call."""
         res = await self._trusted_scripts["trusted_bearer"](
@@ -612,7 +641,7 @@ class RedisStore:
         owner = _user(record.user, owner_h) if "role" in owner_h else None
         return BearerCredential(record, owner, _s(res[2]))
 
-    @_wrap_errors
+    @_repeatable  # the script keeps the first revoked_at and publishes only then
     async def revoke_bearer(self, token_hash: str, *, at: float) -> BearerRecord | None:
         """Revoke one bearer token (idempotent), keeping its TTL."""
         msg = orjson.dumps({"kind": "bearer", "key": token_hash, "at": at})

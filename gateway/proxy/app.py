@@ -113,7 +113,7 @@ def observe_middleware(gw: Gateway) -> Middleware:
         if problem is not None:
             outcome = _outcome(problem)
             response = problem_response(problem)
-            authz.refused(metrics, request, response, problem.body())
+            authz.refused(metrics, request, response, problem)
         if not response.prepared:
             response.headers["X-Request-Id"] = rid
         if not request.content.is_eof():

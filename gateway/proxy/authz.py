@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.policy.errors import BadRequest, Forbidden
+from gateway.policy.errors import BadRequest, Forbidden, Problem
 from gateway.policy.forwardauth import Original, Shape, read_original, shape_of, speaks_nginx
 from gateway.policy.headers import client_address, is_trusted
 from gateway.proxy.state import (
@@ -90,7 +90,7 @@ def decision_handler(gw: Gateway) -> Handler:
             add(name, value)
         for name, value in request.get(RATE_LIMIT_HEADERS, ()):
             add(name, value)
-        add("X-Request-Id", request[REQUEST_ID])
+        # (X-Request-Id is added by observe, as to every answer.)
         # What was judged: a proxy that can should forward exactly this.
         add("X-Tokengate-Uri", request[PATH] + ("?" + query if query else ""))
         gw.metrics.authz_decision(request[DECISION].value, True)
@@ -99,8 +99,8 @@ def decision_handler(gw: Gateway) -> Handler:
     return allow
 
 
-def refused(metrics: Metrics, request: web.Request, response: web.StreamResponse,
-            body: Mapping[str, Any] | None) -> None:
+def refused(metrics: Metrics, request: web.Request, response: web.Response,
+            problem: Problem) -> None:
     """Count a refused decision; for nginx, repeat the refusal in headers.
 
     nginx's ``auth_request`` passes only 401 and 403 on (every other status
@@ -115,12 +115,11 @@ def refused(metrics: Metrics, request: web.Request, response: web.StreamResponse
     if shape is not Shape.NGINX:
         return
     response.headers["X-Tokengate-Status"] = str(response.status)
-    if body is not None and isinstance(response, web.Response):
-        response.headers["X-Tokengate-Problem"] = _one_line(body)
-        # nginx never reads the body of a refusal: sent, it costs the pooled
-        # connection (nginx closes it rather than drain), so it is not sent.
-        response.body = b""
-        del response.headers["Content-Type"]
+    response.headers["X-Tokengate-Problem"] = _one_line(problem.body())
+    # nginx never reads the body of a refusal: sent, it costs the pooled
+    # connection (nginx closes it rather than drain), so it is not sent.
+    response.body = b""
+    del response.headers["Content-Type"]
 
 
 def _one_line(doc: Mapping[str, Any]) -> str:

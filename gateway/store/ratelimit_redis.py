@@ -14,6 +14,7 @@ from typing import Any
 import redis.asyncio
 
 from gateway.policy.ratelimit import RateDecision, Reservation, decision_from, window_micros
+from gateway.store.layout import Layout
 from gateway.store.resp import RespConnection, RespError, pack
 
 _SCRIPT = (Path(__file__).parent / "lua" / "ratelimit.lua").read_text("utf-8")
@@ -34,7 +35,7 @@ class RedisRateLimiter:
         *, fast: RespConnection | None = None,
     ) -> None:
         self._client = client
-        self._prefix = prefix
+        self._layout = Layout(prefix)
         self._script = client.register_script(_SCRIPT)
         # The hot path: a lean pipelined connection instead of redis-py
         # (see gateway/store/resp.py for why); None uses redis-py.
@@ -42,7 +43,7 @@ class RedisRateLimiter:
 
     def redis_key(self, key: str) -> str:
         """The Redis key holding the window for ``key``."""
-        return f"{self._prefix}rl:{{{key}}}"
+        return self._layout.rate_limit(key)
 
     async def hit(
         self, key: str, limit: int, window_seconds: float, *, now_us: int | None = None

@@ -194,11 +194,14 @@ class UpstreamSection(_Section):
         return v.rstrip("/")
 
 
-STORE_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "memory")
+STORE_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster",
+                 "memory")
 
 
 class StoreSection(_Section):
     url: str = "redis://127.0.0.1:6379/0"
+    # No braces: Redis would take them for a hash tag and put every key of the
+    # deployment in one cluster slot (the key layout tags workspaces itself).
     prefix: str = Field(default="tg:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:_.-]+$")
     timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     # Connections to Redis per process (the hot-path one aside); past this, calls
@@ -215,6 +218,11 @@ class StoreSection(_Section):
             from gateway.store.sentinel import parse_sentinel_url
 
             parse_sentinel_url(v)  # ValueError says what is wrong
+            return v
+        if parts.scheme in ("redis+cluster", "rediss+cluster"):
+            from gateway.store.cluster import parse_cluster_url
+
+            parse_cluster_url(v)  # ValueError says what is wrong
             return v
         if parts.scheme in ("redis", "rediss") and not parts.hostname:
             raise ValueError(f"a redis URL needs a host, got {v!r}")

@@ -31,6 +31,7 @@ async def check_master_key(store: Store, keys: Keys) -> None:
     Records this key's check value if the store has none yet. Raises
     ``StoreError`` if the store cannot be reached.
     """
+    await store.check_layout()  # first: another layout's key check is not this one's
     presented = keys.check_value()
     recorded = await store.claim_key_check(presented)
     if not hmac.compare_digest(recorded.encode(), presented.encode()):

@@ -126,6 +126,23 @@ def sentinel_server(redis_server: RedisServer) -> Iterator[SentinelServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[object]:
+    """A three-primary Redis Cluster started for this test run (tests/store/cluster.py)."""
+    from tests.store.cluster import ClusterProcesses
+
+    cluster = ClusterProcesses(primaries=3)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: object) -> str:
+    """A redis+cluster:// URL of the run's cluster, emptied before each test."""
+    redis_cluster.flush()  # type: ignore[attr-defined]
+    return redis_cluster.url()  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of the run's Redis, emptied before each test."""

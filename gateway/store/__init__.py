@@ -12,13 +12,13 @@ __all__ = ["AlreadyExists", "Invalidation", "Store", "StoreError", "open_store"]
 def open_store(url: str, *, prefix: str = "tg:", timeout: float = 2.0,
                max_connections: int | None = None) -> Store:
     """The store for a URL: ``redis://``, ``rediss://``, ``unix://``,
-    ``redis+sentinel://`` or ``memory://``."""
+    ``redis+sentinel://``, ``redis+cluster://``, ``rediss+cluster://`` or ``memory://``."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from gateway.store.memory import MemoryStore
 
         return MemoryStore()
-    if scheme in ("redis", "rediss", "unix", "redis+sentinel"):
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster"):
         from gateway.store.redis import RedisStore
 
         if max_connections is None:

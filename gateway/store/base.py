@@ -72,6 +72,10 @@ class Store(Protocol):
     async def claim_key_check(self, value: str) -> str:
         """Record the master key's check value unless one is recorded; the recorded one."""
 
+    async def check_layout(self) -> None:
+        """Raise :class:`gateway.store.layout.StoreMismatch` unless this process can use
+        the store as it is (its key layout, its kind of server); a new store is set up."""
+
     # users
     async def add_user(self, user: User) -> None:
         """Add a user; raise :class:`AlreadyExists` if the username is taken."""

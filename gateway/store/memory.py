@@ -64,6 +64,9 @@ class MemoryStore:
             self._key_check = value
         return self._key_check
 
+    async def check_layout(self) -> None:
+        """A memory store is always of this version's layout."""
+
     async def add_user(self, user: User) -> None:
         """Add a user; raise AlreadyExists if the username is taken."""
         if user.username in self._users:

@@ -14,8 +14,9 @@ from typing import Any
 import redis.asyncio
 
 from gateway.policy.ratelimit import RateDecision, Reservation, decision_from, window_micros
+from gateway.store.cluster_client import ClusterClient
 from gateway.store.layout import Layout
-from gateway.store.resp import RespConnection, RespError, pack
+from gateway.store.resp import HotPath, RespError, pack
 
 _SCRIPT = (Path(__file__).parent / "lua" / "ratelimit.lua").read_text("utf-8")
 _SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
@@ -31,8 +32,8 @@ class RedisRateLimiter:
     """
 
     def __init__(
-        self, client: redis.asyncio.Redis, prefix: str = "tg:",
-        *, fast: RespConnection | None = None,
+        self, client: redis.asyncio.Redis | ClusterClient, prefix: str = "tg:",
+        *, fast: HotPath | None = None,
     ) -> None:
         self._client = client
         self._layout = Layout(prefix)
@@ -94,9 +95,10 @@ class RedisRateLimiter:
     async def _run_fast(self, redis_key: str, args: list[Any]) -> Any:
         assert self._fast is not None
         try:
-            return await self._fast.call(pack("EVALSHA", _SHA, 1, redis_key, *args))
+            return await self._fast.call(pack("EVALSHA", _SHA, 1, redis_key, *args), key=redis_key)
         except RespError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
             # First call on this server (or after SCRIPT FLUSH): send it whole.
-            return await self._fast.call(pack("EVAL", _SCRIPT, 1, redis_key, *args))
+            return await self._fast.call(pack("EVAL", _SCRIPT, 1, redis_key, *args),
+                                     key=redis_key)

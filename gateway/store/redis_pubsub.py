@@ -9,6 +9,8 @@ import inspect
 import logging
 
 import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from gateway.store.base import Invalidation, InvalidationHandler
@@ -47,11 +49,20 @@ class RedisPubSub(RedisBase):
             except Exception:  # a broken handler must not stop invalidations
                 log.exception("invalidation handler failed")
 
+    async def _unsubscribe(self, client: Redis, pubsub: PubSub) -> None:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+        if client is not self.client:  # a cluster node's own client
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
     async def _listen(self, ready: asyncio.Event) -> None:
         backoff = 0.1
         lost = False
+        attempt = 0
         while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            client = self._subscriber(attempt)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
                 ready.set()
@@ -71,16 +82,15 @@ class RedisPubSub(RedisBase):
                         inv = None  # unknown message: be safe, drop everything
                     await self._dispatch(inv)
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._unsubscribe(client, pubsub)
                 raise
             except (RedisError, OSError) as exc:
                 # Messages may have been lost while disconnected: tell handlers
                 # to drop everything they cached, then resubscribe.
                 log.warning("invalidation listener lost redis: %s", type(exc).__name__)
                 lost = True
+                attempt += 1  # on a cluster, through the next node
                 await self._dispatch(None)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._unsubscribe(client, pubsub)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

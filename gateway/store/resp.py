@@ -19,7 +19,7 @@ import asyncio
 import collections
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import hiredis
@@ -28,6 +28,22 @@ from redis.connection import parse_url
 
 class RespError(Exception):
     """The connection failed, timed out or Redis answered with an error."""
+
+
+class RespReplyError(RespError):
+    """Redis answered with an error reply (the connection is fine): ``MOVED``,
+    ``ASK``, ``NOSCRIPT``, ``CLUSTERDOWN``..., the reply's text as the message."""
+
+
+class HotPath(Protocol):
+    """What the rate limiter sends its script through: one connection, or a
+    cluster's router (``cluster.SlotRouter``), which needs the command's key."""
+
+    async def call(self, command: bytes, *, key: str | None = None) -> Any:
+        """Send one packed command; its reply."""
+
+    async def close(self) -> None:
+        """Close the connection(s)."""
 
 
 def pack(*args: bytes | str | int) -> bytes:
@@ -150,7 +166,7 @@ class RespConnection:
             proto.transport.write(b"".join(self._buffer))
         self._buffer.clear()
 
-    async def _send(self, proto: _Protocol, command: bytes) -> Any:
+    def _enqueue(self, command: bytes) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append(future)
@@ -158,25 +174,53 @@ class RespConnection:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        timer = loop.call_later(self._timeout, self._timed_out, future)
+        return future
+
+    async def _wait(self, future: asyncio.Future[Any]) -> Any:
+        timer = asyncio.get_running_loop().call_later(self._timeout, self._timed_out, future)
         try:
             return await future
         finally:
             timer.cancel()
 
+    async def _send(self, proto: _Protocol, command: bytes) -> Any:
+        return await self._wait(self._enqueue(command))
+
     def _timed_out(self, future: asyncio.Future[Any]) -> None:
         if not future.done():
             self._fail(RespError("timed out"))
 
-    async def call(self, command: bytes) -> Any:
-        """Send one packed command; its reply (a ReplyError is raised as RespError)."""
+    async def call(self, command: bytes, *, key: str | None = None) -> Any:
+        """Send one packed command; its reply (a ReplyError is raised as RespReplyError).
+
+        ``key`` (the key the command is about) matters only to a cluster's
+        router, which offers the same call; one connection ignores it.
+        """
         proto = self._protocol or await self._connect()
-        reply = await self._send(proto, command)
+        return self._checked(await self._send(proto, command))
+
+    async def call_many(self, *commands: bytes) -> list[Any]:
+        """Send commands back to back on this connection; every reply, in order.
+
+        For commands that must reach Redis together (``ASKING`` and the command
+        it is for). The last reply's error is raised; earlier ones are returned.
+        """
+        proto = self._protocol or await self._connect()
+        del proto  # connected: the commands below share this connection
+        futures = [self._enqueue(command) for command in commands]
+        # Every reply is collected (a lost connection fails them all at once).
+        replies = await asyncio.gather(*map(self._wait, futures), return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return [*replies[:-1], self._checked(replies[-1])]
+
+    def _checked(self, reply: Any) -> Any:
         if isinstance(reply, hiredis.ReplyError):
             if str(reply).startswith(("READONLY", "MASTERDOWN", "LOADING")):
                 # A failover moved the master: reconnect (and re-resolve) next time.
                 self._fail(RespError(str(reply)))
-            raise RespError(str(reply))
+            raise RespReplyError(str(reply))
         return reply
 
     async def close(self) -> None:

@@ -159,7 +159,9 @@ def test_store_commands_read_the_store_from_tokengate_config(tmp_path: Path,
     out = run_cli("user", "add", "alice", "--role", "admin",
                   env=cli_env(generate_master_key(), TOKENGATE_CONFIG=str(cfg)))
     assert out.returncode == 0, out.stderr
-    assert redis.Redis.from_url(redis_url).exists("viaenv:user:alice") == 1
+    from gateway.store.layout import Layout
+
+    assert redis.Redis.from_url(redis_url).exists(Layout("viaenv:").user("default", "alice")) == 1
 
 
 def test_serve_reads_tokengate_config(gateway_factory, redis_url: str,  # type: ignore[no-untyped-def]

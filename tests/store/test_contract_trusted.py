@@ -9,7 +9,6 @@ from gateway.policy.model import NO_WORKSPACE, AuditEvent, Role, User
 from gateway.policy.trusted import BearerRecord, TrustedKey
 from gateway.store.base import Store
 from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore
 from tests.conftest import FakeClock
 
 
@@ -177,26 +176,3 @@ async def test_audit_lists_are_per_workspace_and_merged_by_time(store: Store) ->
     security = await store.list_audit(workspace=NO_WORKSPACE, limit=10)
     assert [(e.subject, e.workspace) for e in security] == [("s2", ""), ("s1", "")]
     assert await store.list_audit(workspace="nowhere", limit=10) == []
-
-
-async def test_redis_store_still_reads_the_single_list_of_older_versions(
-        redis_url: str) -> None:
-    """Events an older version wrote to the one ``tg:audit`` list still show, per workspace."""
-    import orjson
-    import redis.asyncio as aioredis
-
-    old = aioredis.Redis.from_url(redis_url)
-    for at, subject, ws in [(1, "old-a", "acme"), (3, "old-b", "beta")]:
-        await old.lpush("tg:audit", orjson.dumps({"at": 1_800_000_000.0 + at, "event": "e",
-                                                  "actor": "op", "subject": subject,
-                                                  "workspace": ws, "detail": {}}))
-    await old.aclose()
-    store = RedisStore(redis_url)
-    try:
-        await store.append_audit(event(2, "new-a", "acme"))
-        everything = await store.list_audit(workspace=None, limit=10)
-        assert [e.subject for e in everything] == ["old-b", "new-a", "old-a"]
-        acme = await store.list_audit(workspace="acme", limit=10)
-        assert [e.subject for e in acme] == ["new-a", "old-a"]
-    finally:
-        await store.close()

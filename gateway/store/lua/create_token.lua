@@ -1,5 +1,6 @@
+#!lua
 -- Create a token record and index it, atomically (a concurrent revoke-all
--- sees either none of it or all of it).
+-- sees either none of it or all of it: they share the workspace's slot).
 -- KEYS[1] = token hash, KEYS[2] = workspace index (zset), KEYS[3] = owner index (set)
 -- ARGV[1] = token, ARGV[2] = created_at, ARGV[3..] = field, value pairs
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end

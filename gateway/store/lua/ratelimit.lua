@@ -1,3 +1,4 @@
+#!lua
 -- Sliding-window-log rate limit: the decision of gateway/policy/ratelimit.py,
 -- run inside Redis. tests/store/test_ratelimit_agreement.py proves the two agree.
 --

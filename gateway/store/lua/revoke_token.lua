@@ -1,3 +1,4 @@
+#!lua
 -- Revoke one token (idempotent) and push the invalidation in the same step,
 -- so no process can keep serving a cached copy once this returns.
 -- KEYS[1] = token hash; ARGV[1] = at, ARGV[2] = channel, ARGV[3] = message

@@ -1,3 +1,4 @@
+#!lua
 -- Revoke one bearer token (idempotent). HSET keeps the key's TTL, so the
 -- record still disappears at the token's expiry.
 -- The invalidation is published in the same step, so no process keeps

@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--org-id", type=int, metavar="N",
                     help="with enable: the workspace's numeric ThoughtSpot org id (0 = primary)")
     _common(ta)
+
+    from gateway.store.migrate import add_parser as add_store_parser
+
+    add_store_parser(sub, _common)  # tokengate store migrate
     return parser
 
 
@@ -346,6 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(args.listen, args.admin_listen)
         settings = load_settings(args.config, overrides=_overrides(args))
+        if args.command == "store":  # before any key or layout check: it fixes the layout
+            from gateway.store.migrate import store_command
+
+            return asyncio.run(store_command(args, settings))
         return asyncio.run(_store_command(args, settings))
     except (ConfigError, MasterKeyError) as exc:
         print(f"tokengate: {exc}", file=sys.stderr)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -164,6 +164,25 @@ class ClusterClient:
         """LRANGE."""
         reply: list[bytes] = await self._on(key, "LRANGE", key, start, end)
         return reply
+
+    async def zadd(self, key: str, mapping: Mapping[str, float]) -> int:
+        """ZADD member score pairs."""
+        pairs = [x for member, score in mapping.items() for x in (repr(score), member)]
+        return int(await self._on(key, "ZADD", key, *pairs))
+
+    async def scan_iter(self, match: str, count: int = 1000) -> AsyncIterator[bytes]:
+        """SCAN every primary for keys matching ``match``."""
+        if not self.router.primaries():
+            await self.router.refresh()
+        for node in self.router.primaries():
+            conn, cursor = self.router.connection(node), b"0"
+            while True:
+                cursor, keys = await conn.call(pack("SCAN", cursor, "MATCH", match,
+                                                    "COUNT", count))
+                for key in keys:
+                    yield key
+                if cursor == b"0":
+                    break
 
     async def publish(self, channel: str, message: bytes | str) -> int:
         """PUBLISH (any node: a cluster delivers it on every node)."""

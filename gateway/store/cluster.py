@@ -140,6 +140,10 @@ class SlotRouter:
                                                       timeout=self._timeout)
         return conn
 
+    def owner(self, slot: int) -> Node | None:
+        """The primary serving ``slot`` in the last map."""
+        return self._owners[slot]
+
     def primaries(self) -> list[Node]:
         """The primaries of the last map, in slot order."""
         return list(dict.fromkeys(n for n in self._owners if n is not None))

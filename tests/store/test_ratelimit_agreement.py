@@ -6,7 +6,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import pytest
 import redis.asyncio
@@ -17,9 +17,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.policy.ratelimit import RateDecision, decide, peek, refund
+from gateway.store.cluster import SlotRouter, parse_cluster_url
+from gateway.store.cluster_client import ClusterClient
 from gateway.store.ratelimit_memory import MemoryRateLimiter
 from gateway.store.ratelimit_redis import RedisRateLimiter
-from gateway.store.resp import RespConnection
+from gateway.store.resp import HotPath, RespConnection
 from tests.conftest import FakeClock, free_port
 
 S = 1_000_000
@@ -35,12 +37,20 @@ async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
     await c.aclose()
 
 
-@pytest.fixture
-async def fast(redis_url: str) -> AsyncIterator[RespConnection]:
-    """The lean pipelined connection the store uses for the hot-path call."""
-    conn = RespConnection(redis_url)
-    yield conn
-    await conn.close()
+@pytest.fixture(params=["redis", "cluster"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Any, HotPath]]:
+    """The script's two ways in (redis-py or the store's cluster client; the lean
+    connection or the cluster's slot router), on one Redis or on the run's cluster."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        client: Any = redis.asyncio.Redis.from_url(url)
+        fast: HotPath = RespConnection(url)
+    else:
+        router = SlotRouter(parse_cluster_url(request.getfixturevalue("cluster_url")))
+        client, fast = ClusterClient(router), router
+    yield client, fast
+    await fast.close()
+    await client.aclose()
 
 
 @dataclass(frozen=True)
@@ -96,9 +106,10 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 )
 @given(scenario=scenarios())
 async def test_redis_memory_and_reference_agree(
-    scenario: Scenario, client: redis.asyncio.Redis, fast: RespConnection
+    scenario: Scenario, backend: tuple[Any, HotPath]
 ) -> None:
     """Any request sequence gets identical decisions from the pure function, Redis and memory."""
+    client, fast = backend
     example = next(_examples)
     on_redis = RedisRateLimiter(client, prefix=f"test{example}:")
     on_fast = RedisRateLimiter(client, prefix=f"fast{example}:", fast=fast)
@@ -151,10 +162,11 @@ def attempts(draw: st.DrawFn) -> tuple[int, int, list[tuple[int, int | None]]]:
 @given(case=attempts())
 async def test_reserve_and_refund_agree_with_the_reference(
     case: tuple[int, int, list[tuple[int, int | None]]],
-    client: redis.asyncio.Redis, fast: RespConnection,
+    backend: tuple[Any, HotPath],
 ) -> None:
     """Reservations and refunds (also of rejected, refunded or expired ones) decide the same
     in the pure function, the Redis script (both connections) and the memory limiter."""
+    client, fast = backend
     limit, window_us, steps = case
     example = next(_examples)
     on_redis = RedisRateLimiter(client, prefix=f"rtest{example}:")
@@ -236,6 +248,20 @@ async def test_limit_is_exact_across_concurrent_replicas(redis_url: str) -> None
     finally:
         for c in clients:
             await c.aclose()
+    assert sum(d.allowed for d in decisions) == 40
+    assert sorted(d.remaining for d in decisions if d.allowed) == list(range(40))
+
+
+async def test_limit_is_exact_across_concurrent_replicas_on_a_cluster(cluster_url: str) -> None:
+    """Three replicas each routing through its own slot router, 60 concurrent requests on
+    a cluster: exactly 40 admitted."""
+    routers = [SlotRouter(parse_cluster_url(cluster_url)) for _ in range(3)]
+    try:
+        replicas = [RedisRateLimiter(ClusterClient(r), fast=r) for r in routers]
+        decisions = await asyncio.gather(*(replicas[i % 3].hit("erin", 40, 10) for i in range(60)))
+    finally:
+        for r in routers:
+            await r.close()
     assert sum(d.allowed for d in decisions) == 40
     assert sorted(d.remaining for d in decisions if d.allowed) == list(range(40))
 

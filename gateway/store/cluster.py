@@ -214,9 +214,13 @@ class SlotRouter:
         return dict.fromkeys([*self.primaries(), *self.target.nodes])
 
     async def check_state(self) -> None:
-        """Raise RespError unless every primary answers and reports ``cluster_state:ok``."""
-        if not self.primaries():
-            await self.refresh()
+        """Raise RespError unless every primary answers and reports ``cluster_state:ok``.
+
+        The map is read again first: readiness is asked seldom, and must judge
+        the primaries there are now (a promoted replica), not those of the
+        last failure.
+        """
+        await self.refresh()
         for node in self.primaries():
             info = await self.connection(node).call(pack("CLUSTER", "INFO"))
             text = info.decode() if isinstance(info, bytes) else str(info)

@@ -55,6 +55,12 @@ class Node:
         with self.client() as c:
             return c.execute_command(*args)
 
+    def run_asking(self, *args: str | int) -> object:
+        """One command on this node after ASKING (for a slot it is importing)."""
+        with redis.Redis(port=self.port, socket_timeout=5, single_connection_client=True) as c:
+            c.execute_command("ASKING")
+            return c.execute_command(*args)
+
     def info(self, section: str) -> dict[str, object]:
         """``INFO section`` of this node."""
         with self.client() as c:
@@ -115,7 +121,7 @@ class ClusterProcesses:
             first.run("CLUSTER", "MEET", "127.0.0.1", node.port, node.bus)
         count = str(len(self.nodes))
         wait_for("every node knows every other", lambda: all(
-            _cluster_info(n)["cluster_known_nodes"] == count for n in self.nodes))
+            cluster_info(n)["cluster_known_nodes"] == count for n in self.nodes))
 
     @staticmethod
     def _replicate(replica: Node, primary: Node) -> None:
@@ -137,8 +143,8 @@ class ClusterProcesses:
     def wait_ok(self, deadline: float = START_DEADLINE) -> None:
         """Until every live node reports the cluster ok, with every slot served."""
         def ok() -> bool:
-            return all(_cluster_info(n)["cluster_state"] == "ok"
-                       and _cluster_info(n)["cluster_slots_ok"] == str(SLOTS)
+            return all(cluster_info(n)["cluster_state"] == "ok"
+                       and cluster_info(n)["cluster_slots_ok"] == str(SLOTS)
                        for n in self.live())
 
         wait_for("cluster_state:ok on every node", ok, deadline)
@@ -164,7 +170,8 @@ class ClusterProcesses:
             stop_server(node.proc, node.dir)
 
 
-def _cluster_info(node: Node) -> dict[str, str]:
+def cluster_info(node: Node) -> dict[str, str]:
+    """``CLUSTER INFO`` of one node."""
     reply = node.run("CLUSTER", "INFO")
     if isinstance(reply, dict):
         return {str(k): str(v) for k, v in reply.items()}

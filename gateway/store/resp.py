@@ -208,11 +208,15 @@ class RespConnection:
         proto = self._protocol or await self._connect()
         del proto  # connected: the commands below share this connection
         futures = [self._enqueue(command) for command in commands]
-        # Every reply is collected (a lost connection fails them all at once).
-        replies = await asyncio.gather(*map(self._wait, futures), return_exceptions=True)
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
+        replies: list[Any] = []
+        failed: RespError | None = None
+        for future in futures:  # each awaited: a lost connection fails them all at once
+            try:
+                replies.append(await self._wait(future))
+            except RespError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
         return [*replies[:-1], self._checked(replies[-1])]
 
     def _checked(self, reply: Any) -> Any:

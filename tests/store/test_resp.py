@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.store.ratelimit_redis import RedisRateLimiter
-from gateway.store.resp import RespConnection, RespError, pack
+from gateway.store.resp import RespConnection, RespError, RespReplyError, pack
 from tests.conftest import free_port
 
 
@@ -124,3 +124,16 @@ async def test_readonly_reply_drops_the_connection(redis_server) -> None:  # typ
         replica.terminate()
         replica.wait(5)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def test_call_many_sends_back_to_back_and_raises_the_last_error(redis_url: str) -> None:
+    """Commands sent together (ASKING and its command) get their replies in order; an
+    error reply to the last is raised as RespReplyError, and the connection stays usable."""
+    conn = RespConnection(redis_url)
+    try:
+        assert await conn.call_many(pack("ECHO", "a"), pack("ECHO", "b")) == [b"a", b"b"]
+        with pytest.raises(RespReplyError, match="NOSCRIPT"):
+            await conn.call_many(pack("PING"), pack("EVALSHA", "0" * 40, 0))
+        assert await conn.call(pack("PING")) == b"PONG"
+    finally:
+        await conn.close()

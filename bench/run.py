@@ -8,6 +8,7 @@ nginx auth_request with tokengate's decision endpoint (D).
     python bench/run.py --memory    # tokengate RSS over 2 x 200k requests on 10k tokens
     python bench/run.py --workers   # tokengate --workers 2 against 1 worker
     python bench/run.py --all       # all three scenarios
+    python bench/run.py --store cluster   # the hot path on a Redis Cluster vs standalone
 
 See bench/README.md for what each side is and how to read the output.
 """
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cluster
 import procs
 import profiling
 import report
@@ -92,6 +94,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="py-spy profile of tokengate (or --only bare) under load")
     p.add_argument("--all", action="store_true", help="comparison, memory and workers")
+    p.add_argument("--store", choices=["redis", "cluster"], default="redis",
+                   help="cluster: the hot path and tokengate on a three-primary Redis Cluster "
+                        "against standalone Redis, instead of the comparison")
     p.add_argument("--authz", action="store_true",
                    help="quick comparison of D (nginx + tokengate authz) with the sides its "
                         "targets name: --quick --only bare,nginx,tokengate,authz")
@@ -138,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="tokengate-bench-"))
     registry = Processes(workdir)
     plan: list[tuple[str, Callable[[Bench], dict[str, Any]]]] = []
-    if args.all or not (args.memory or args.workers or args.profile):
+    if args.store == "cluster":
+        plan.append(("cluster", cluster.cluster))
+    elif args.all or not (args.memory or args.workers or args.profile):
         plan.append(("compare", compare))
     if args.all or args.memory:
         plan.append(("memory", scenarios.memory))

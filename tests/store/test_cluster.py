@@ -319,17 +319,3 @@ async def test_a_primary_killed_under_load(gateway_factory, upstream: RecordingU
 
 async def _seen(statuses: list[int], status: int, count: int) -> bool:
     return statuses.count(status) >= count
-
-
-def test_the_key_layout_keeps_a_workspace_in_one_slot() -> None:
-    """Every key a workspace owns hashes to the workspace's slot; directory entries and
-    rate-limit windows each to their own id's."""
-    layout = Layout("edge:")
-    slot = key_slot("ws:acme")
-    owned = [layout.ws("acme", w) for w in ("tokens", "users", "settings", "trusted", "audit")]
-    owned += [layout.token("acme", "tgw_x"), layout.user("acme", "ada"),
-              layout.owner_tokens("acme", "ada")]
-    assert {key_slot(k) for k in owned} == {slot}
-    assert key_slot(layout.token_dir("tgw_x")) == key_slot("tok:tgw_x")
-    assert key_slot(layout.rate_limit("default:t:tgw_x")) == key_slot("default:t:tgw_x")
-    assert key_slot("123456789") == 0x31C3  # CRC16/XMODEM, as Redis computes it

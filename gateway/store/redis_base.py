@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from importlib import resources
@@ -216,12 +217,15 @@ class RedisBase:
             raise StoreMismatch(layout_message(recorded or "unknown"))
 
     async def _has_legacy_keys(self) -> bool:
-        """Whether keys only layout 1 wrote exist (one of its sets or lists, or its
-        key check with no layout recorded)."""
-        old = LegacyLayout(self.prefix)
-        for key in (self.keys.key_check, old.all_users, self.keys.workspaces,
-                    old.security_audit, old.single_audit, old.audit_workspaces):
-            if await self.client.exists(key):
+        """Whether any key of layout 1 exists (a record or index it had and layout 2 renamed).
+
+        One SCAN of the prefix, stopped at the first such key: paid once, by the
+        first process that finds no layout recorded (nothing to scan in a new store).
+        """
+        patterns = LegacyLayout(self.prefix).patterns()
+        async for key in self.client.scan_iter(match=self.prefix + "*", count=1000):
+            name = _s(key) or ""
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
                 return True
         return False
 

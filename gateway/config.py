@@ -362,30 +362,32 @@ def compiled_policy(settings: Settings) -> Any:
     )
 
 
-SECTIONS = tuple(
-    sorted(
-        (name for name, f in Settings.model_fields.items()
-         if isinstance(f.default, BaseModel)),
-        key=len,
-        reverse=True,
-    )
-)
+def _model_of(field: Any) -> type[BaseModel] | None:
+    """The settings model a field holds, if it holds one (a section or a nested block)."""
+    ann = field.annotation
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _env_path(model: type[BaseModel], key: str, at: tuple[str, ...]) -> tuple[str, ...] | str:
+    """The field path ``key`` spells in ``model``, nested blocks by their longest name first."""
+    nested = sorted((n for n, f in model.model_fields.items() if _model_of(f)), key=len, reverse=True)
+    for name in nested:
+        if key.startswith(name + "_"):
+            sub = _model_of(model.model_fields[name])
+            assert sub is not None
+            return _env_path(sub, key[len(name) + 1:], (*at, name))
+    if key not in model.model_fields or key in nested:
+        return f"unknown setting {'.'.join((*at, key))}"
+    return (*at, key)
 
 
 def _env_setting(name: str) -> tuple[str, ...] | str:
-    """The settings path a ``TOKENGATE_*`` variable names, or why it names none."""
-    key = name[len(ENV_PREFIX):].lower()
-    for section in SECTIONS:
-        if key.startswith(section + "_"):
-            field = key[len(section) + 1:]
-            section_model = Settings.model_fields[section].annotation
-            assert isinstance(section_model, type) and issubclass(section_model, BaseModel)
-            if field not in section_model.model_fields:
-                return f"unknown setting {section}.{field}"
-            return (section, field)
-    if key not in Settings.model_fields or key in SECTIONS:
-        return f"unknown setting {key}"
-    return (key,)
+    """The settings path a ``TOKENGATE_*`` variable names, or why it names none.
+
+    ``TOKENGATE_RATE_LIMIT_AUTH_FAILURES_LIMIT`` is ``rate_limit.auth_failures.limit``:
+    sections and the blocks nested in them are matched longest name first.
+    """
+    return _env_path(Settings, name[len(ENV_PREFIX):].lower(), ())
 
 
 def _setting_env(environ: Mapping[str, str]) -> Iterator[tuple[str, str]]:
@@ -414,10 +416,10 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             if is_service_link(name, value):
                 continue
             raise ConfigError(f"{name}: {path}")
-        if len(path) == 2:
-            out.setdefault(path[0], {})[path[1]] = value
-        else:
-            out[path[0]] = value
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
     return out
 
 

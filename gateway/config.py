@@ -178,13 +178,32 @@ class UpstreamSection(_Section):
     timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     connect_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     max_connections: int = Field(default=1000, ge=1, le=100000)
+    # The lean client (gateway/proxy/upstream.py) or aiohttp's, to fall back to.
+    client: Literal["lean", "aiohttp"] = "lean"
+    # Pooled connections unused this long are closed.
+    idle_timeout_seconds: float = Field(default=30.0, gt=0, le=86400)
+    # CA certificates (PEM) an https:// upstream's certificate must chain to;
+    # unset, the system's.
+    ca_file: str | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"no such file {v!r}")
+        return v
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         parts = urlsplit(v)
+        if parts.scheme == "unix":
+            if parts.netloc or not parts.path.startswith("/") or parts.query or parts.fragment:
+                raise ValueError(f"a unix socket upstream is unix:/absolute/path, got {v!r}")
+            return v
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL with a host, got {v!r}")
+            raise ValueError(f"must be an http://, https:// URL with a host or unix:/path, "
+                             f"got {v!r}")
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or fragment")
         try:
@@ -292,6 +311,8 @@ class CacheSection(_Section):
 
 class LifecycleSection(_Section):
     grace_seconds: float = Field(default=20, ge=0, le=3600)
+    # How often the tokengate_tokens_expiring gauge is refreshed (one replica scans the store).
+    expiring_refresh_seconds: float = Field(default=300, ge=1, le=86400)
 
 
 class Settings(_Section):
@@ -343,6 +364,8 @@ class Settings(_Section):
         if self.proxy.assertion_audience is not None:
             return self.proxy.assertion_audience
         parts = urlsplit(self.upstream.url)
+        if parts.scheme == "unix":
+            return self.upstream.url  # no origin: the socket names the upstream
         host = parts.hostname or ""
         host = f"[{host}]" if ":" in host else host
         return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")

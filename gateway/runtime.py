@@ -78,6 +78,9 @@ class Gateway:
             body_timeout=settings.proxy.body_timeout_seconds,
             body_min_rate=settings.proxy.body_min_rate_bytes,
             strip_method_overrides=settings.proxy.method_override_headers == "strip",
+            client=settings.upstream.client,
+            idle_timeout=settings.upstream.idle_timeout_seconds,
+            ca_file=settings.upstream.ca_file,
         )
         self.signer = AssertionSigner(
             keys.signing, ttl_seconds=settings.proxy.assertion_ttl_seconds

@@ -80,6 +80,11 @@ class Pool:
         """Connections waiting in the pool."""
         return len(self._idle)
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a connection (the pool is at its cap)."""
+        return sum(not w.done() for w in self._waiters)
+
     async def acquire(self, *, connect_timeout: float, wait_timeout: float,
                       fresh: bool = False) -> UpstreamConnection:
         """A connection for one exchange: a warm one, else a new one once under the cap.

@@ -95,13 +95,8 @@ class Pool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_timeout
         while True:
-            if not fresh:
-                while self._idle:
-                    conn = self._idle.pop()
-                    if conn.usable:
-                        conn.reused = True
-                        return conn
-                    self.discard(conn)
+            if not fresh and (conn := self.take_idle()) is not None:
+                return conn
             if self._open < self.max_connections:
                 break
             waiter = loop.create_future()
@@ -123,17 +118,28 @@ class Pool:
             self._wake_one()
             raise
 
+    def take_idle(self) -> UpstreamConnection | None:
+        """The warmest idle connection still open, without waiting (None: there is none)."""
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.usable:
+                conn.reused = True
+                return conn
+            self.discard(conn)
+        return None
+
     def release(self, conn: UpstreamConnection) -> None:
         """Give a connection back: kept when its exchange ended cleanly, else closed."""
         if self.closing or not conn.reusable:
             self.discard(conn)
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
         self._idle.append(conn)
-        self._wake_one()
+        if self._waiters:
+            self._wake_one()
         if self._sweep is None:
-            self._sweep = asyncio.get_running_loop().call_at(
-                conn.idle_since + self.idle_timeout, self._evict)
+            self._sweep = loop.call_at(conn.idle_since + self.idle_timeout, self._evict)
 
     def discard(self, conn: UpstreamConnection) -> None:
         """Close a connection that cannot be used again (once per connection)."""

@@ -110,7 +110,7 @@ class LeanClient:
             head_bytes = request_head(method, target, self.host, headers, length)
         except ValueError as exc:
             raise UpstreamFailed(str(exc)) from None
-        conn = await self._acquire_or_fail()
+        conn = self.pool.take_idle() or await self._acquire_or_fail()
         try:
             try:
                 head = await self._send(conn, method, head_bytes, body, length)

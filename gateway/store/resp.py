@@ -153,11 +153,17 @@ class RespConnection:
     async def _send(self, proto: _Protocol, command: bytes) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(future)
-        self._buffer.append(command)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        if not self._pending and proto.transport is not None:
+            # Nothing in flight: no other command is coming to share the
+            # write, so waiting for the end of the loop turn only adds latency.
+            self._pending.append(future)
+            proto.transport.write(command)
+        else:
+            self._pending.append(future)
+            self._buffer.append(command)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                loop.call_soon(self._flush)
         timer = loop.call_later(self._timeout, self._timed_out, future)
         try:
             return await future

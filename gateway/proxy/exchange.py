@@ -20,6 +20,10 @@ import httptools
 from gateway.proxy.bodies import BodyReader, _expire
 from gateway.proxy.wire import Body, Framing, FramingError, response_framing
 
+# An answer's status line and headers longer than this are refused: llhttp
+# sets no bound of its own, and the headers are held until the head ends.
+MAX_HEAD_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Head:
@@ -64,6 +68,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._received = 0
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
         self._head: Head | None = None
         self._head_waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
@@ -83,6 +88,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._received = 0
         self._reason = b""
         self._headers = []
+        self._head_bytes = 0
         self._head = None
         self._complete = self._interim = False
         self.body = BodyReader(self.loop, self.transport)
@@ -145,6 +151,10 @@ class UpstreamConnection(asyncio.Protocol):
         assert self._head is not None
         return self._head
 
+    def spoil(self) -> None:
+        """Never reuse this connection (the request went out incomplete): it closes on release."""
+        self._dirty = True
+
     def close(self) -> None:
         """Drop the connection."""
         self._dirty = True
@@ -176,6 +186,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(FramingError("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
             self._fail(FramingError(str(exc)))
+        else:
+            if self._head is None and self._received > MAX_HEAD_BYTES:
+                self._fail(FramingError("the answer's head is too large"))
 
     def eof_received(self) -> bool:
         return False  # close our side too: connection_lost follows
@@ -213,6 +226,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._head is None:
             self._headers.append((name, value))
+            self._head_bytes += len(name) + len(value)
         # else: a trailer of a chunked body; trailers are not relayed.
 
     def on_headers_complete(self) -> None:
@@ -224,6 +238,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._interim = True
             self._headers = []
             self._reason = b""
+            return
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._fail(FramingError("the answer's head is too large"))
             return
         try:
             framing = response_framing(status, self._method,

@@ -96,8 +96,9 @@ class LeanClient:
                     body: PacedBody | None, length: int | None) -> Head:
         conn.begin(method)
         conn.write(head)
-        if body is not None:
-            await send_body(conn, body.chunks(), length, self.timeout)
+        if body is not None and not await send_body(conn, body.chunks(), length, self.timeout):
+            # Answered early: the upstream's parser is still inside our body.
+            conn.spoil()
         return await conn.response_head(self.timeout)
 
     async def exchange(self, request: web.Request, target: str, headers: list[tuple[str, str]],

@@ -153,3 +153,20 @@ async def test_each_framing_case_is_relayed_or_refused(
     assert (first == second) is case.reused
     if not case.reused and not case.close:
         assert await until(lambda: first in raw.closed_by_gateway)  # dropped, not left open
+
+
+async def test_an_oversized_answer_head_is_refused(make_gateway: MakeGateway) -> None:
+    """An answer whose status line and headers run past 64 KiB is a 502, its connection
+    dropped: the gateway does not hold an unbounded head."""
+    big = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (70 * 1024) + b"\r\nContent-Length: 0\r\n\r\n"
+    raw = await RawUpstream(lambda seen: Reply(big if seen.target == "/big" else OK)).start()
+    try:
+        g: InProcess = await make_gateway({"upstream": {"url": raw.url}})
+        auth = basic(g.token, g.secret)
+        async with aiohttp.ClientSession() as s:
+            got = await outcome(s, f"{g.proxy}/big", auth, "GET")
+            assert got != "cut" and got[0] == 502, got
+            assert await outcome(s, f"{g.proxy}/next", auth, "GET") == (200, b"ok")
+        assert raw.received[0].conn != raw.received[1].conn
+    finally:
+        await raw.stop()

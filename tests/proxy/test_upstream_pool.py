@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import io
 import ipaddress
 import ssl
 from collections import Counter
@@ -273,3 +275,44 @@ async def test_https_upstream_is_verified_against_its_ca(
         assert await call(s, trusted, "GET", "/over/tls") == 200
         assert await call(s, wrong, "GET", "/over/tls") == 502
         assert await call(s, system, "GET", "/over/tls") == 502
+
+
+async def test_an_answer_before_the_body_ends_is_relayed_and_its_connection_dropped(
+    make_gateway: MakeGateway
+) -> None:
+    """An upstream that answers 413 as soon as it has the head of a 4 MiB upload: the
+    gateway stops sending, relays the 413 (or the client sees its upload cut), and never
+    reuses the connection, whose parser is still inside the body."""
+    conns: list[asyncio.StreamReader] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.append(reader)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head.startswith(b"POST"):
+            writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+        else:
+            writer.write(OK)
+        await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):  # whatever else comes, until the gateway closes
+                pass
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        g = await make_gateway({"upstream": {"url": url}})
+        auth = {"Authorization": basic(g.token, g.secret)}
+        async with aiohttp.ClientSession() as s:
+            try:
+                async with s.post(g.proxy + "/upload", data=io.BytesIO(b"u" * (4 << 20)),
+                                  headers=auth) as r:
+                    assert r.status == 413
+            except aiohttp.ClientError:
+                pass  # the gateway closed the client connection mid-upload: also fine
+            assert await call(s, g, "GET", "/after") == 200
+        assert len(conns) == 2  # the GET needed a new connection
+        assert await until(lambda: conns[0].at_eof())  # the first was closed by the gateway
+    finally:
+        server.close()
+        await server.wait_closed()

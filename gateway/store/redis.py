@@ -13,6 +13,8 @@ Key layout (prefix ``tg:`` by default):
   ``tg:tb:{<hash>}`` hash per trusted-auth bearer token, expiring with it
 * channel ``tg:invalidate`` for cache invalidations
 * ``tg:keycheck`` string: the master key's check value (never the key)
+* ``tg:lease:<name>`` strings (short leases, SET NX PX) and the ``tg:expiring``
+  hash (counts of tokens expiring soon, for the gauge)
 
 Every multi-key change is one Lua script, so it is atomic and costs one
 round trip; revocations publish their invalidation inside the same script.
@@ -40,6 +42,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from gateway.policy.expiring import (
+    ExpiringCounts,
+    counts_from_fields,
+    counts_to_fields,
+    expiring_counts,
+)
 from gateway.policy.model import (
     AuditEvent,
     Credential,
@@ -50,12 +58,14 @@ from gateway.policy.model import (
     WorkspaceSettings,
 )
 from gateway.policy.ratelimit import RateDecision, Reservation
+from gateway.policy.restrictions import TokenLimit, from_stored, stored_fields
 from gateway.policy.trusted import BearerCredential, BearerRecord, TrustedKey
 from gateway.store.base import (
     AUDIT_MAX,
     AlreadyExists,
     Invalidation,
     InvalidationHandler,
+    RateWindow,
     StoreError,
     newest_first,
 )
@@ -138,6 +148,10 @@ def _record(token: str, h: Mapping[str, str]) -> TokenRecord:
         secret_hash=h.get("secret_hash", ""),
         last_used_at=_f(h.get("last_used_at")),
         revoked_at=_f(h.get("revoked_at")),
+        restrictions=from_stored(h),
+        previous_secret_hash=h.get("previous_secret_hash", ""),
+        previous_secret_until=_f(h.get("previous_secret_until")),
+        rolled_at=_f(h.get("rolled_at")),
     )
 
 
@@ -649,6 +663,75 @@ class RedisStore:
             keys=[self._bearer_key(token_hash)], args=[repr(at), self.channel, msg])
         return _bearer(token_hash, _pairs(res)) if res else None
 
+    # token restrictions and rolling: fields of ``tg:tok:{<token>}`` (``scopes``,
+    # ``allowed_networks``, ``rate_limit`` as JSON; ``previous_secret_hash``,
+    # ``previous_secret_until``, ``rolled_at``); a token's own window is
+    # ``tg:rl:{token:<token>}`` beside the user's
+    @functools.cached_property
+    def _token_scripts(self) -> dict[str, Any]:
+        return {name: self.client.register_script(_lua(name))
+                for name in ("roll_token", "set_token_field")}
+
+    @_wrap_errors
+    async def hit_rate_limit_both(
+        self, first: RateWindow, second: RateWindow
+    ) -> tuple[RateDecision, RateDecision]:
+        """Both windows in one atomic script call (time from Redis itself)."""
+        return await self._limiter.hit_both(first, second)
+
+    @_wrap_errors  # not repeatable: a second roll would end the old secret's grace
+    async def roll_secret(self, token: str, *, secret_hash: str, previous_until: float,
+                          at: float) -> TokenRecord | None:
+        """Swap the secret hash and publish the invalidation, in one script."""
+        msg = orjson.dumps({"kind": "token", "key": token, "at": at})
+        res = await self._token_scripts["roll_token"](
+            keys=[self._tok(token)],
+            args=[secret_hash, repr(previous_until), repr(at), self.channel, msg])
+        return _record(token, _pairs(res)) if res else None
+
+    @_repeatable  # the same value again; a second invalidation only reloads caches
+    async def set_rate_limit(self, token: str, rate_limit: TokenLimit | None) -> TokenRecord | None:
+        """Set or remove the ``rate_limit`` field and publish the invalidation, in one script."""
+        value = "" if rate_limit is None else orjson.dumps(rate_limit.to_json()).decode()
+        msg = orjson.dumps({"kind": "token", "key": token, "at": time.time()})
+        res = await self._token_scripts["set_token_field"](
+            keys=[self._tok(token)], args=["rate_limit", value, self.channel, msg])
+        return _record(token, _pairs(res)) if res else None
+
+    # expiry watch: ``tg:lease:<name>`` (SET NX PX: one replica refreshes per
+    # interval) and ``tg:expiring`` hash (its counts, read by every replica)
+    @_wrap_errors
+    async def claim_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        """SET NX PX: True if this call took the lease."""
+        ms = max(1, math.ceil(ttl_seconds * 1000))
+        return bool(await self.client.set(f"{self.prefix}lease:{name}", holder, nx=True, px=ms))
+
+    @_repeatable  # a scan and an overwrite of the same counts
+    async def refresh_expiring(self, now: float) -> ExpiringCounts:
+        """Scan every workspace's tokens (pipelined, in slices) and keep the counts."""
+        workspaces = sorted(_s(w) or "" for w in
+                            await self.client.smembers(self.prefix + "workspaces"))
+        rows: list[tuple[str, float | None, float | None]] = []
+        for ws in workspaces:
+            tokens = [_s(cast(bytes, t)) or "" for t in
+                      await self.client.zrange(self._ws(ws, "tokens"), 0, -1)]
+            for i in range(0, len(tokens), TOUCH_BATCH):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for t in tokens[i:i + TOUCH_BATCH]:
+                        pipe.hmget(self._tok(t), ["type", "expires_at", "revoked_at"])
+                    for kind, expires, revoked in await pipe.execute():
+                        if kind is not None:
+                            rows.append((_s(kind) or "", _f(_s(expires)), _f(_s(revoked))))
+        counts = expiring_counts(rows, now)
+        await self.client.hset(self.prefix + "expiring",
+                               mapping=cast("Mapping[Any, Any]", counts_to_fields(counts)))
+        return counts
+
+    @_repeatable
+    async def load_expiring(self) -> ExpiringCounts:
+        """The counts the last refresh kept."""
+        return counts_from_fields(_pairs_dict(await self.client.hgetall(self.prefix + "expiring")))
+
 
 def _pairs_dict(h: Mapping[Any, Any]) -> dict[str, str]:
     return {_s(k) or "": _s(v) or "" for k, v in h.items()}
@@ -664,10 +747,13 @@ def _record_fields(r: TokenRecord) -> dict[str, str]:
         "created_at": repr(r.created_at),
         "secret_hash": r.secret_hash,
     }
-    for key in ("expires_at", "last_used_at", "revoked_at"):
+    for key in ("expires_at", "last_used_at", "revoked_at", "previous_secret_until", "rolled_at"):
         value = getattr(r, key)
         if value is not None:
             fields[key] = repr(value)
+    if r.previous_secret_hash:
+        fields["previous_secret_hash"] = r.previous_secret_hash
+    fields.update(stored_fields(r.restrictions))
     return fields
 
 

@@ -18,13 +18,12 @@ from aiohttp.typedefs import Handler, Middleware
 
 from gateway.policy.errors import Forbidden
 from gateway.policy.model import Identity
+from gateway.policy.rules import NETWORK_RULE, SCOPE_RULE
 from gateway.proxy.state import CLIENT, IDENTITY, METHOD, METHODS, PATH
 
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
 
-NETWORK_RULE = "network"
-SCOPE_RULE = "scope"
 RULES = (NETWORK_RULE, SCOPE_RULE)
 """The rule names these refusals carry in problems and ``tokengate_denials_total``."""
 

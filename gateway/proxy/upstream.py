@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.policy.headers import connection_tokens, dropped_response_header
+from gateway.policy.headers import HOP_BY_HOP, connection_tokens
 from gateway.proxy.bodies import BodyLengthMismatch, send_body
 from gateway.proxy.exchange import ConnectionClosed, Head, UpstreamConnection
 from gateway.proxy.pool import Dialer, Pool
@@ -50,20 +50,43 @@ def upstream_host(url: str) -> str:
     return parts.netloc.rpartition("@")[2]
 
 
+HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+_skip_sets: dict[tuple[str, ...], frozenset[bytes]] = {}
+
+
+def _skipped(extra: Sequence[tuple[str, str]]) -> frozenset[bytes]:
+    """Hop-by-hop names and the gateway's own (one set per list of names: they repeat)."""
+    names = tuple(name for name, _ in extra)
+    skip = _skip_sets.get(names)
+    if skip is None:
+        if len(_skip_sets) > 64:
+            _skip_sets.clear()
+        skip = _skip_sets[names] = HOP_BY_HOP_BYTES | {n.lower().encode() for n in names}
+    return skip
+
+
 def copy_headers(response: web.StreamResponse, head: Head,
                  extra: Sequence[tuple[str, str]]) -> None:
-    """The upstream's headers minus hop-by-hop ones and those the gateway sets, then ours."""
-    raw = head.headers
-    listed = connection_tokens([v.decode("latin-1") for n, v in raw
-                                if n.lower() == b"connection"])
-    ours = {name.lower() for name, _ in extra}
+    """The upstream's headers minus hop-by-hop ones and those the gateway sets, then ours.
+
+    The gateway's own headers (rate limit, request id) replace any the
+    upstream set, so a client never reads the upstream's numbers first.
+    """
+    skip = _skipped(extra)
     out = response.headers
-    for name_b, value_b in raw:
-        name = name_b.decode("latin-1")
-        if name.lower() not in ours and not dropped_response_header(name, listed):
-            # Valid UTF-8 passes through as it came; anything else is replaced
-            # rather than re-encoded into different bytes.
-            out.add(name, value_b.decode("utf-8", "replace"))
+    listed = b""
+    for name, value in head.headers:
+        lower = name.lower()
+        if lower in skip:
+            if lower == b"connection":
+                listed += value + b","
+            continue
+        # Valid UTF-8 passes through as it came; anything else is replaced
+        # rather than re-encoded into different bytes.
+        out.add(name.decode("latin-1"), value.decode("utf-8", "replace"))
+    if listed:  # headers the upstream's Connection names are hop-by-hop too
+        for token in connection_tokens([listed.decode("latin-1")]):
+            out.popall(token, None)
     out.extend(extra)
 
 

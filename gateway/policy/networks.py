@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.policy.errors import Unprocessable
 
@@ -27,11 +27,23 @@ class Networks:
     """The networks (IPv4 and IPv6) a token may be used from."""
 
     networks: tuple[Network, ...]
+    # Derived once, for the hot path: (version, netmask, network address) as integers.
+    _ranges: tuple[tuple[int, int, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ranges", tuple(
+            (n.version, int(n.netmask), int(n.network_address)) for n in self.networks))
 
     def permits(self, address: str) -> bool:
         """True if ``address`` (as the data plane reads the client) lies in one of them."""
         ip = _address(address)
-        return ip is not None and any(ip in network for network in self.networks)
+        if ip is None:
+            return False
+        version, value = ip
+        for v, mask, net in self._ranges:
+            if v == version and value & mask == net:
+                return True
+        return False
 
     def to_json(self) -> list[str]:
         """The networks in CIDR notation."""
@@ -39,14 +51,15 @@ class Networks:
 
 
 @functools.lru_cache(maxsize=4096)  # a token's clients are a handful of addresses
-def _address(text: str) -> Address | None:
+def _address(text: str) -> tuple[int, int] | None:
+    """(IP version, address as an integer), or None for what is no IP address."""
     try:
-        ip = ipaddress.ip_address(text)
+        ip: Address = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
+        ip = ip.ipv4_mapped
+    return ip.version, int(ip)
 
 
 def parse_networks(value: object, *, field: str = "allowed_networks") -> Networks:

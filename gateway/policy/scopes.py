@@ -25,7 +25,7 @@ carry ``_method``) is allowed only by a grant for every method (``"*"``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.policy.errors import Unprocessable
@@ -48,16 +48,25 @@ class Grant:
     pattern: PathPattern | None = None  # None with no class: every path (read-only)
     route_class: str | None = None
     read_only: bool = False
+    # Derived once: the standard methods this grant allows (GET brings HEAD), and
+    # whether it allows a method that could be any.
+    _allowed: frozenset[str] = field(init=False, repr=False, compare=False)
+    _any: bool = field(init=False, repr=False, compare=False)
 
-    def permits(self, method: str | None, path: str, segments: Sequence[str],
-                classes: RouteClasses) -> bool:
-        """Does this grant allow ``method`` (None: a method that could be any) on the path?"""
-        if method is None:
-            if ANY_METHOD not in self.methods:
-                return False
-        elif not (ANY_METHOD in self.methods or method in self.methods
-                  or (method == "HEAD" and "GET" in self.methods)):
-            return False
+    def __post_init__(self) -> None:
+        any_method = ANY_METHOD in self.methods
+        allowed = STANDARD_METHODS if any_method else self.methods | (
+            {"HEAD"} if "GET" in self.methods else set())
+        object.__setattr__(self, "_allowed", frozenset(allowed))
+        object.__setattr__(self, "_any", any_method)
+
+    def allows_method(self, method: str | None) -> bool:
+        """Does this grant cover ``method`` (None: a method that could be any)?"""
+        return self._any if method is None else method in self._allowed
+
+    def covers(self, method: str | None, path: str, segments: Sequence[str],
+               classes: RouteClasses) -> bool:
+        """Does this grant's path (or class) cover the request, for a method it allows?"""
         if self.route_class is not None:
             # A method that could be any must land in the class whatever it is.
             candidates = STANDARD_METHODS if method is None else (method,)
@@ -87,10 +96,18 @@ class Scopes:
 
     def allows(self, methods: Iterable[str], path: str, classes: RouteClasses) -> bool:
         """True if some grant allows every one of ``methods`` on the normalised ``path``."""
-        segments = split_path(path)
+        segments: Sequence[str] = ()
+        split = False
         for method in methods:
             key = method if method in STANDARD_METHODS else None  # "*" and "post" alike
-            if not any(g.permits(key, path, segments, classes) for g in self.grants):
+            for grant in self.grants:
+                if not grant.allows_method(key):
+                    continue
+                if grant.pattern is not None and not split:  # split only when a pattern asks
+                    segments, split = split_path(path), True
+                if grant.covers(key, path, segments, classes):
+                    break
+            else:
                 return False
         return True
 

@@ -109,3 +109,29 @@ async def test_an_unscoped_token_is_unaffected(plane: Plane) -> None:
     assert (await plane.send(created, "/api/default/reports", method="POST")).status == 200
     assert (await plane.send(created, "/api/default/x", method="DELETE")).status == 200
     assert await denials(plane) == 0
+
+
+async def test_a_forward_auth_decision_judges_scopes_and_networks_alike(
+        gateway_factory: Callable[..., GatewayProcess], redis_url: str,
+        upstream: RecordingUpstream) -> None:
+    """Asked by a proxy (Traefik/Caddy shape) about the original request, the decision
+    endpoint allows what the token's grants allow from its networks, and refuses the rest
+    with the same 403 problem naming scope or network."""
+    async with aiohttp.ClientSession() as session:
+        plane = start_plane(gateway_factory, redis_url, upstream, session,
+                            TOKENGATE_AUTHZ_ENABLED="true")
+        await plane.add_user("alice", "admin")
+        created = await plane.create("workspace", "decided", actor="alice",
+                                     scopes=["read-only"], allowed_networks=["203.0.113.0/24"])
+
+        async def decide(method: str, client: str) -> tuple[int, str | None]:
+            reply = await plane.send(created, "/_tokengate/authz", headers={
+                "X-Forwarded-Method": method, "X-Forwarded-Uri": "/api/default/reports",
+                "X-Forwarded-Host": "api.example", "X-Forwarded-Proto": "https",
+                "X-Forwarded-For": client})
+            return reply.status, (reply.body or {}).get("rule")
+
+        assert await decide("GET", "203.0.113.9") == (200, None)
+        assert await decide("POST", "203.0.113.9") == (403, "scope")
+        assert await decide("GET", "198.51.100.7") == (403, "network")
+        assert upstream.seen == []  # a decision forwards nothing

@@ -15,9 +15,10 @@ from load import one_header_script
 from measure import Bench, basic, check_side, progress_line, timed_run
 from procs import BenchError, tree_rss
 
-SIDE_KEYS = {"bare": "A", "nginx": "B", "tokengate": "C", "authz": "D"}
+SIDE_KEYS = {"bare": "A", "nginx": "B", "tokengate": "C", "authz": "D",
+             "tokengate-aiohttp": "E"}
 # The sides that talk to Redis: their traffic is sampled with MONITOR and checked.
-TOKENGATE_SIDES = ("C", "D")
+TOKENGATE_SIDES = ("C", "D", "E")
 
 
 def _unavailable(key: str) -> str | None:
@@ -49,7 +50,7 @@ def compare(bench: Bench) -> dict[str, Any]:
 
     started: list[sides.Side] = []
     try:
-        for key in ("A", "B", "C", "D"):
+        for key in ("A", "B", "C", "E", "D"):
             if key not in wanted:
                 continue
             if key == "A":
@@ -58,7 +59,13 @@ def compare(bench: Bench) -> dict[str, Any]:
                 started.append(sides.start_nginx(bench.procs, bench.workdir, bench.upstream_port,
                                                  token, secret, args.nginx_hash))
             elif key == "C":
-                started.append(sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port))
+                started.append(sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port,
+                                                     client=args.client))
+            elif key == "E":
+                # C with aiohttp's upstream client, side by side with the lean one.
+                started.append(sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port,
+                                                     name="tokengate-aiohttp", client="aiohttp",
+                                                     key="E"))
             else:
                 started.append(authz_side.start(bench.procs, bench.workdir, bench.tg,
                                                 bench.upstream_port))
@@ -153,15 +160,15 @@ def paired(s: dict[str, Any], x: str, y: str, conn: str,
     return report.median([measure(p, q) for p, q in use]), len(use)
 
 
-def _ratio_checks(s: dict[str, Any], x: str, conns: list[str],
-                  goals: dict[str, float]) -> list[dict[str, Any]]:
+def _ratio_checks(s: dict[str, Any], x: str, conns: list[str], goals: dict[str, float],
+                  bases: tuple[str, ...] = ("A", "B", "C")) -> list[dict[str, Any]]:
     """Throughput of ``x`` over each other side, per connection count, paired by round.
 
     ``goals`` maps a base side to the ratio ``x`` must reach at the first connection
     count; every other ratio is shown for information.
     """
     found = []
-    for base in ("A", "B", "C"):
+    for base in bases:
         if base == x or base not in s:
             continue
         for conn in conns:
@@ -194,11 +201,14 @@ def checks(s: dict[str, Any], conns: list[str]) -> list[dict[str, Any]]:
     """Ratios and differences against the targets of issues 8 (C) and 12 (D), paired by round."""
     errors = sum(v["summary"][c]["errors"] for v in s.values() for c in v["summary"])
     found = [report.check("errors and non-2xx answers, all runs", str(errors), "0", errors == 0)]
-    if "C" in s:
-        found += _ratio_checks(s, "C", conns, {"A": report.TARGET_THROUGHPUT_VS_BARE})
+    for side in ("C", "E"):  # tokengate as the proxy: lean client, aiohttp's
+        if side not in s:
+            continue
+        found += _ratio_checks(s, side, conns, {"A": report.TARGET_THROUGHPUT_VS_BARE},
+                               bases=("A", "B", "E") if side == "C" else ("A", "B"))
         if "A" in s and "1" in conns:
-            found.append(_p50_check(s, "C", "A", report.TARGET_P50_ADDED_MS))
-        found.append(_redis_check(s, "C"))
+            found.append(_p50_check(s, side, "A", report.TARGET_P50_ADDED_MS))
+        found.append(_redis_check(s, side))
     if "D" in s:
         found += _ratio_checks(s, "D", conns, {"A": report.TARGET_AUTHZ_VS_BARE,
                                                "C": report.TARGET_AUTHZ_VS_SIDECAR})

@@ -171,7 +171,7 @@ def profile(bench: Bench) -> dict[str, Any]:
     if which == "nginx":
         raise BenchError("--profile samples a Python process: use --only bare, tokengate "
                          "or authz")
-    if which in ("tokengate", "authz"):
+    if which in ("tokengate", "tokengate-aiohttp", "authz"):
         if why := sides.tokengate_available() or (which == "authz" and authz_side.available()):
             raise BenchError(f"the profile needs tokengate: {why}")
         authorization = basic(*bench.credentials())
@@ -179,7 +179,9 @@ def profile(bench: Bench) -> dict[str, Any]:
             side = authz_side.start(bench.procs, bench.workdir, bench.tg, bench.upstream_port)
         else:
             side = sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port,
-                                         name="tokengate-prof")
+                                         name="tokengate-prof",
+                                         client="aiohttp" if which == "tokengate-aiohttp"
+                                         else bench.args.client)
     else:
         authorization = basic("bench", "not-checked")
         side = sides.start_bare(bench.procs, bench.upstream_port)

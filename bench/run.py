@@ -101,12 +101,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="quick comparison of D (nginx + tokengate authz) with the sides its "
                         "targets name: --quick --only bare,nginx,tokengate,authz")
     p.add_argument("--only", default=None,
-                   help="comma-separated sides of the comparison: bare,nginx,tokengate,authz")
+                   help="comma-separated sides of the comparison: "
+                        "bare,nginx,tokengate,tokengate-aiohttp,authz")
     p.add_argument("--rounds", type=int, help="rounds of A,B,C,D turns (default 4, quick 2)")
     p.add_argument("--duration", type=int, help="seconds per measured run (default 8, quick 4)")
     p.add_argument("--warmup", type=int, help="seconds of warm-up before each run "
                                               "(default 2, quick 1)")
     p.add_argument("--conns", default="32,1", help="connection counts (default 32,1)")
+    p.add_argument("--client", choices=("lean", "aiohttp"), default="lean",
+                   help="tokengate's upstream.client for C, --profile, --memory and --workers "
+                        "(default lean; the comparison also runs E, tokengate with aiohttp's)")
     p.add_argument("--nginx-hash", choices=sides.HASHES, default="ssha",
                    help="htpasswd scheme for nginx (default ssha; see README)")
     p.add_argument("--memory-requests", type=int, default=200_000)

@@ -44,7 +44,8 @@ def memory(bench: Bench) -> dict[str, Any]:
     args = bench.args
     if why := sides.tokengate_available():
         raise BenchError(f"the memory scenario needs tokengate: {why}")
-    side = sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port, name="tokengate-mem")
+    side = sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port, name="tokengate-mem",
+                                 client=bench.args.client)
     try:
         return _memory(bench, side, args.memory_requests, args.memory_tokens)
     finally:
@@ -123,9 +124,9 @@ def workers(bench: Bench) -> dict[str, Any]:
     authorization = basic(*bench.credentials())
     # Neither is pinned: both may use both cores, so only the worker count differs.
     one = sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port, cores=None,
-                                name="tokengate-1w")
+                                name="tokengate-1w", client=bench.args.client)
     two = sides.start_tokengate(bench.procs, bench.tg, bench.upstream_port, workers=2,
-                                cores=None, name="tokengate-2w")
+                                cores=None, name="tokengate-2w", client=bench.args.client)
     try:
         return _workers(bench, one, two, authorization)
     finally:

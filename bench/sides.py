@@ -251,10 +251,12 @@ def create_bench_token(tg: TokengateEnv) -> tuple[str, str]:
 
 def start_tokengate(procs: Processes, tg: TokengateEnv, upstream_port: int, *, workers: int = 1,
                     cores: str | None = SERVER_CORE, name: str = "tokengate",
-                    settings: dict[str, str] | None = None) -> Side:
+                    settings: dict[str, str] | None = None, client: str = "lean",
+                    key: str = "C") -> Side:
     """C: ``tokengate serve`` against the private Redis and the shared upstream.
 
-    ``settings`` are further ``TOKENGATE_*`` variables (D turns the decision endpoint on).
+    ``settings`` are further ``TOKENGATE_*`` variables (D turns the decision endpoint on);
+    ``client`` is its ``upstream.client`` (E is C with aiohttp's client).
     """
     port, admin_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "gateway", "serve", "--listen", f"127.0.0.1:{port}",
@@ -262,9 +264,11 @@ def start_tokengate(procs: Processes, tg: TokengateEnv, upstream_port: int, *, w
            "--upstream", f"http://127.0.0.1:{upstream_port}", "--store", tg.store_url]
     if workers != 1:
         cmd += ["--workers", str(workers)]
-    proc = procs.start(name, cmd, cores=cores, env={**tg.environ(), **(settings or {})},
-                       cwd=REPO)
+    env = {**tg.environ(), "TOKENGATE_UPSTREAM_CLIENT": client, **(settings or {})}
+    proc = procs.start(name, cmd, cores=cores, env=env, cwd=REPO)
     wait_for_port(port, proc, name, procs)
     wait_for_http(f"http://127.0.0.1:{admin_port}/readyz", proc, name, procs)
     label = "tokengate" if workers == 1 else f"tokengate x{workers}"
-    return Side("C", label, port, proc, {"admin_port": str(admin_port)})
+    if client != "lean":
+        label += f" ({client} client)"
+    return Side(key, label, port, proc, {"admin_port": str(admin_port), "client": client})

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from gateway import __version__
+from gateway import __version__, tokens_cli
 from gateway.config import (
     ENV_PREFIX,
     ConfigError,
@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--expires-in-days", type=_int_at_least(1), metavar="N")
     create.add_argument("--workspace", type=_workspace)
     create.add_argument("--actor", type=_username, metavar="USER", help="act as this user (needed for member tokens)")
+    tokens_cli.add_create_options(create)
     _common(create)
     tlist = tsub.add_parser("list")
     tlist.add_argument("--type", choices=[t.value for t in TokenType])
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--secret", required=True)
     imp.add_argument("--user", type=_username, required=True)
     _common(imp)
+    tokens_cli.add_commands(tsub, _common, _int_at_least)
 
     mt = sub.add_parser("member-tokens", help="switch the member-token feature")
     mt.add_argument("action", choices=["enable", "disable"])
@@ -249,7 +251,8 @@ async def _store_command(args: argparse.Namespace, settings: Settings) -> int:
             actor = await lc.resolve_actor(args.actor) if args.actor else op
             new = await lc.create_token(actor, TokenType(args.type), args.name,
                                         expires_in_days=args.expires_in_days,
-                                        workspace=args.workspace)
+                                        workspace=args.workspace,
+                                        **tokens_cli.create_restrictions(args))
             doc = {**new.record.to_json(now), "secret": new.secret}
             _print(args, doc, f"token:  {new.record.token}\nsecret: {new.secret}\n"
                    f"(the secret is shown only this once)\nexpires: {doc['expires_at']}")
@@ -268,6 +271,8 @@ async def _store_command(args: argparse.Namespace, settings: Settings) -> int:
             n = await lc.revoke_all(op, TokenType(args.type) if args.type else None,
                                     args.workspace)
             _print(args, {"revoked": n}, f"revoked {n} token(s)")
+        elif cmd == "token" and action in ("roll", "rate-limit"):
+            return await tokens_cli.token_command(lc, args, _print)
         elif cmd == "token" and action == "import-personal":
             record = await lc.import_personal(args.token, args.secret, args.user)
             _print(args, record.to_json(now), f"imported personal token {record.token}")

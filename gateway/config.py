@@ -178,13 +178,32 @@ class UpstreamSection(_Section):
     timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     connect_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     max_connections: int = Field(default=1000, ge=1, le=100000)
+    # The lean client (gateway/proxy/upstream.py) or aiohttp's, to fall back to.
+    client: Literal["lean", "aiohttp"] = "lean"
+    # Pooled connections unused this long are closed.
+    idle_timeout_seconds: float = Field(default=30.0, gt=0, le=86400)
+    # CA certificates (PEM) an https:// upstream's certificate must chain to;
+    # unset, the system's.
+    ca_file: str | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"no such file {v!r}")
+        return v
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         parts = urlsplit(v)
+        if parts.scheme == "unix":
+            if parts.netloc or not parts.path.startswith("/") or parts.query or parts.fragment:
+                raise ValueError(f"a unix socket upstream is unix:/absolute/path, got {v!r}")
+            return v
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL with a host, got {v!r}")
+            raise ValueError(f"must be an http://, https:// URL with a host or unix:/path, "
+                             f"got {v!r}")
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or fragment")
         try:
@@ -300,6 +319,8 @@ class CacheSection(_Section):
 
 class LifecycleSection(_Section):
     grace_seconds: float = Field(default=20, ge=0, le=3600)
+    # How often the tokengate_tokens_expiring gauge is refreshed (one replica scans the store).
+    expiring_refresh_seconds: float = Field(default=300, ge=1, le=86400)
 
 
 class Settings(_Section):
@@ -351,6 +372,8 @@ class Settings(_Section):
         if self.proxy.assertion_audience is not None:
             return self.proxy.assertion_audience
         parts = urlsplit(self.upstream.url)
+        if parts.scheme == "unix":
+            return self.upstream.url  # no origin: the socket names the upstream
         host = parts.hostname or ""
         host = f"[{host}]" if ":" in host else host
         return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
@@ -370,30 +393,32 @@ def compiled_policy(settings: Settings) -> Any:
     )
 
 
-SECTIONS = tuple(
-    sorted(
-        (name for name, f in Settings.model_fields.items()
-         if isinstance(f.default, BaseModel)),
-        key=len,
-        reverse=True,
-    )
-)
+def _model_of(field: Any) -> type[BaseModel] | None:
+    """The settings model a field holds, if it holds one (a section or a nested block)."""
+    ann = field.annotation
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _env_path(model: type[BaseModel], key: str, at: tuple[str, ...]) -> tuple[str, ...] | str:
+    """The field path ``key`` spells in ``model``, nested blocks by their longest name first."""
+    nested = sorted((n for n, f in model.model_fields.items() if _model_of(f)), key=len, reverse=True)
+    for name in nested:
+        if key.startswith(name + "_"):
+            sub = _model_of(model.model_fields[name])
+            assert sub is not None
+            return _env_path(sub, key[len(name) + 1:], (*at, name))
+    if key not in model.model_fields or key in nested:
+        return f"unknown setting {'.'.join((*at, key))}"
+    return (*at, key)
 
 
 def _env_setting(name: str) -> tuple[str, ...] | str:
-    """The settings path a ``TOKENGATE_*`` variable names, or why it names none."""
-    key = name[len(ENV_PREFIX):].lower()
-    for section in SECTIONS:
-        if key.startswith(section + "_"):
-            field = key[len(section) + 1:]
-            section_model = Settings.model_fields[section].annotation
-            assert isinstance(section_model, type) and issubclass(section_model, BaseModel)
-            if field not in section_model.model_fields:
-                return f"unknown setting {section}.{field}"
-            return (section, field)
-    if key not in Settings.model_fields or key in SECTIONS:
-        return f"unknown setting {key}"
-    return (key,)
+    """The settings path a ``TOKENGATE_*`` variable names, or why it names none.
+
+    ``TOKENGATE_RATE_LIMIT_AUTH_FAILURES_LIMIT`` is ``rate_limit.auth_failures.limit``:
+    sections and the blocks nested in them are matched longest name first.
+    """
+    return _env_path(Settings, name[len(ENV_PREFIX):].lower(), ())
 
 
 def _setting_env(environ: Mapping[str, str]) -> Iterator[tuple[str, str]]:
@@ -422,10 +447,10 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             if is_service_link(name, value):
                 continue
             raise ConfigError(f"{name}: {path}")
-        if len(path) == 2:
-            out.setdefault(path[0], {})[path[1]] = value
-        else:
-            out[path[0]] = value
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
     return out
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gateway.config import Settings
+from gateway.config import Settings, compiled_policy
 from gateway.keys import Keys
 from gateway.policy import credentials
 from gateway.policy.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -26,6 +26,7 @@ from gateway.policy.model import (
     TokenType,
     User,
     WorkspaceSettings,
+    iso,
     new_user_generation,
 )
 from gateway.policy.permissions import (
@@ -42,6 +43,8 @@ from gateway.policy.permissions import (
     visible_workspace,
     workspace_name,
 )
+from gateway.policy.restrictions import Restrictions, parse_rate_limit, parse_restrictions
+from gateway.policy.rolling import grace_seconds
 from gateway.store.base import AlreadyExists, Invalidation, Store, StoreError
 
 DAY = 86400.0
@@ -66,11 +69,16 @@ class Lifecycle:
     def __init__(
         self, store: Store, keys: Keys, settings: Settings,
         *, clock: Callable[[], float] = time.time,
+        class_names: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
         self.settings = settings
         self.clock = clock
+        # The rate-limit classes a scope may name: the running policy's (after a
+        # reload too) when a gateway passes them, else the settings' own.
+        self.class_names = class_names or (
+            lambda: [c.name for c in compiled_policy(settings).classes])
 
     async def audit(self, event: str, actor: str, subject: str, workspace: str,
                     **detail: Any) -> None:
@@ -161,8 +169,10 @@ class Lifecycle:
     async def create_token(
         self, actor: Actor, token_type: TokenType, name: object,
         *, expires_in_days: int | None = None, workspace: str | None = None,
+        scopes: object = None, allowed_networks: object = None, rate_limit: object = None,
     ) -> NewToken:
-        """Create a workspace token (admins) or the actor's own member token."""
+        """Create a workspace token (admins) or the actor's own member token, optionally
+        restricted (scopes, networks, its own rate limit: they only narrow it)."""
         if token_type is TokenType.MEMBER and workspace is not None and not actor.is_operator \
                 and workspace_name(workspace) != actor.workspace:
             raise Unprocessable("workspace: a member token belongs to its user's workspace")
@@ -174,19 +184,24 @@ class Lifecycle:
         default = ws_settings.default_expiry_days or self.settings.tokens.default_expiry_days
         maximum = ws_settings.max_expiry_days or self.settings.tokens.max_expiry_days
         days = expiry_days(expires_in_days, default=default, maximum=maximum)
+        restrictions = parse_restrictions(
+            scopes=scopes, allowed_networks=allowed_networks, rate_limit=rate_limit,
+            class_names=self.class_names())
         owner = workspace_owner(ws) if token_type is TokenType.WORKSPACE else actor.name
-        return await self._insert(token_type, display, owner, ws, actor.name, days * DAY)
+        return await self._insert(token_type, display, owner, ws, actor.name, days * DAY,
+                                  restrictions=restrictions)
 
     async def _insert(self, token_type: TokenType, name: str, owner: str, ws: str,
                       created_by: str, lifetime: float | None,
-                      token: str | None = None, secret: str | None = None) -> NewToken:
+                      token: str | None = None, secret: str | None = None,
+                      restrictions: Restrictions | None = None) -> NewToken:
         now = self.clock()
         secret = secret or credentials.new_secret()
         record = TokenRecord(
             token=token or credentials.new_token(token_type), type=token_type, name=name,
             owner=owner, workspace=ws, created_by=created_by, created_at=now,
             expires_at=None if lifetime is None else now + lifetime,
-            secret_hash=self.keys.hash_secret(secret),
+            secret_hash=self.keys.hash_secret(secret), restrictions=restrictions,
         )
         try:
             await self.store.create_token(record)
@@ -197,8 +212,10 @@ class Lifecycle:
         # token exists, and such a memory lasts seconds (cache.negative_ttl_seconds).
         with contextlib.suppress(StoreError):
             await self.store.publish(Invalidation("created", record.token, now))
+        restricted = {k: v for k, v in restrictions.to_json().items() if v is not None} \
+            if restrictions is not None else {}
         await self.audit("token.created", created_by, record.token, ws,
-                         type=token_type.value, owner=owner, name=name)
+                         type=token_type.value, owner=owner, name=name, **restricted)
         return NewToken(record, secret)
 
     async def import_personal(self, token: str, secret: str, username: str,
@@ -243,6 +260,51 @@ class Lifecycle:
         if record.revoked_at == at:  # this call revoked it (a repeat keeps the first time)
             await self.audit("token.revoked", actor.name, token, record.workspace,
                              type=record.type.value, owner=record.owner)
+        return record
+
+    async def roll_token(self, actor: Actor, token: str, grace: object = None) -> NewToken:
+        """A new secret for the same token; the old one works ``grace`` seconds more.
+
+        Admins roll any token of their workspace, members their own. The
+        new secret leaves this module only in the return value.
+        """
+        seconds = grace_seconds(grace)
+        self._rollable(check_revoke(actor, await self.store.get_token(token)), "rolled")
+        secret = credentials.new_secret()
+        at = self.clock()
+        rolled = await self.store.roll_secret(
+            token, secret_hash=self.keys.hash_secret(secret), previous_until=at + seconds, at=at)
+        if rolled is None:
+            raise NotFound("no such token")
+        if rolled.rolled_at != at:  # revoked in the meantime
+            raise Conflict("this token is revoked; it cannot be rolled")
+        await self.audit("token.rolled", actor.name, token, rolled.workspace,
+                         type=rolled.type.value, owner=rolled.owner, grace_seconds=seconds,
+                         previous_secret_expires_at=iso(rolled.previous_secret_until))
+        return NewToken(rolled, secret)
+
+    async def set_rate_limit(self, actor: Actor, token: str, rate_limit: object) -> TokenRecord:
+        """Give a token its own rate limit, or (None) take it away: admins, any token of
+        their workspace."""
+        require_admin(actor, "set a token's rate limit")
+        limit = None if rate_limit is None else parse_rate_limit(rate_limit)
+        self._rollable(check_revoke(actor, await self.store.get_token(token)), "limited")
+        record = await self.store.set_rate_limit(token, limit)
+        if record is None:
+            raise NotFound("no such token")
+        await self.audit("token.rate_limit_set", actor.name, token, record.workspace,
+                         type=record.type.value, owner=record.owner,
+                         rate_limit=None if limit is None else limit.to_json())
+        return record
+
+    def _rollable(self, record: TokenRecord, what: str) -> TokenRecord:
+        """The record, if it is a workspace or member token that still works (409 else)."""
+        if record.type not in (TokenType.WORKSPACE, TokenType.MEMBER):
+            raise Conflict(f"only workspace and member tokens can be {what}; "
+                           f"this one is a {record.type.value} token")
+        status = record.status(self.clock())
+        if status is not TokenStatus.ACTIVE:
+            raise Conflict(f"this token is {status.value}; it cannot be {what}")
         return record
 
     async def revoke_all(self, actor: Actor, token_type: TokenType | None,

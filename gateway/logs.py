@@ -7,6 +7,8 @@ not a licence: code still never logs a secret on purpose.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import datetime as dt
 import logging
 import os
@@ -247,6 +249,8 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(numeric)
     global _fast_access
+    if _fast_access is not None:
+        _fast_access.flush()
     _fast_access = _JsonAccessWriter(handler.stream) if fmt == "json" else None
     _access_logger.setLevel(logging.INFO if access else logging.CRITICAL + 1)
     return handler
@@ -275,6 +279,10 @@ class _JsonAccessWriter:
     the redaction pass. Its fields are built by the proxy from known-safe
     values (public token id, normalised path, status...); ``log_access``
     masks any value that could hold credential-looking text first.
+
+    Inside an event loop the lines of one loop turn leave in one ``write``
+    at the end of the turn: the system call cost as much as the line itself
+    (~10 µs a request under load), and a request's answer is sent before.
     """
 
     def __init__(self, stream: IO[str]) -> None:
@@ -285,6 +293,9 @@ class _JsonAccessWriter:
             self._fd = None
         self._second = -1
         self._prefix = ""
+        self._pending: list[bytes] = []
+        self._scheduled = False
+        atexit.register(self.flush)
 
     def _time(self, now: float) -> str:
         second = int(now)
@@ -301,13 +312,36 @@ class _JsonAccessWriter:
         if self._fd is None:
             self._stream.write(line.decode())
             return
+        self._pending.append(line)
+        if not self._scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._scheduled = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the lines not yet written."""
+        self._scheduled = False
+        if not self._pending or self._fd is None:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
         self._stream.flush()  # keep order with lines written through logging
-        view = memoryview(line)
+        view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view):]
 
 
 _fast_access: _JsonAccessWriter | None = None
+
+
+def flush_access_log() -> None:
+    """Write the access lines still waiting for the end of their loop turn."""
+    if _fast_access is not None:
+        _fast_access.flush()
 
 
 def log_access(fields: Mapping[str, Any]) -> None:

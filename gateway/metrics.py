@@ -30,6 +30,7 @@ from prometheus_client import (
 )
 
 import gateway
+from gateway.policy.expiring import ExpiringCounts, no_expiring
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 # The classic text format, which every Prometheus and promtool version reads;
@@ -196,6 +197,16 @@ class Metrics:
             "Decision requests refused (403) because the peer is not in authz.trusted_proxies.",
             registry=r,
         )
+        # Refreshed from the store by gateway/expirywatch.py; every replica
+        # publishes the same counts (one replica scans per interval).
+        self.tokens_expiring = Gauge(
+            "tokengate_tokens_expiring",
+            "Active tokens that expire within 1, 7 or 30 days (cumulative), by token type; "
+            "no workspace label (the admin API's expires_in_days says which).",
+            ["token_type", "within"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
         self.build_info = Gauge(
             "tokengate_build_info",
             "Always 1; the version label tells which tokengate build runs.",
@@ -229,6 +240,7 @@ class Metrics:
         for protocol in AUTHZ_PROTOCOLS:
             for allowed in ("true", "false"):
                 self.authz_decisions.labels(protocol, allowed)
+        self.expiring(no_expiring())
 
     def declare_route_classes(self, names: Iterable[str]) -> None:
         """Pre-create request series for configured route classes (call on start and reload)."""
@@ -324,6 +336,11 @@ class Metrics:
     def authz_untrusted_peer(self) -> None:
         """Count one decision request from a peer not allowed to ask."""
         self.authz_untrusted.inc()
+
+    def expiring(self, counts: ExpiringCounts) -> None:
+        """Publish the counts of tokens expiring soon (token types and horizons are closed sets)."""
+        for (token_type, within), count in counts.items():
+            self.tokens_expiring.labels(token_type, within).set(count)
 
     def admin_refused(self, reason: str) -> None:
         """Count one refused admin-listener request (a reason of ADMIN_REFUSED_REASONS)."""

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.assertion import AssertionSigner
 from gateway.config import Settings, compiled_policy
+from gateway.expirywatch import ExpiryWatch
 from gateway.keys import Keys
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
@@ -21,6 +22,7 @@ from gateway.proxy.auth import Authenticator
 from gateway.proxy.cache import CredentialCache
 from gateway.proxy.forward import Forwarder
 from gateway.proxy.lastused import LastUsed
+from gateway.proxy.restrict import RULES as RESTRICTION_RULES
 from gateway.store.base import Invalidation, Store
 
 log = logging.getLogger("tokengate")
@@ -57,6 +59,7 @@ class Gateway:
         self.trusted_proxies = settings.proxy.trusted_networks()
         self.metrics.declare_route_classes([*(c.name for c in self.policy.classes), "none"])
         self.metrics.declare_deny_rules((r.name, r.mode) for r in self.policy.rules.rules)
+        self.metrics.declare_deny_rules((rule, "enforce") for rule in RESTRICTION_RULES)
         self.metrics.declare_store_operations(["load_credential", "rate_limit"])
         self.cache = CredentialCache(
             ttl=settings.cache.ttl_seconds, max_entries=settings.cache.max_entries,
@@ -68,7 +71,10 @@ class Gateway:
             store=store, keys=keys, settings=settings, cache=self.cache,
             last_used=self.last_used, metrics=self.metrics, clock=clock,
         )
-        self.lifecycle = Lifecycle(store, keys, settings, clock=clock)
+        self.lifecycle = Lifecycle(store, keys, settings, clock=clock,
+                                   class_names=lambda: [c.name for c in self.policy.classes])
+        self.expiry_watch = ExpiryWatch(
+            store, self.metrics, interval=settings.lifecycle.expiring_refresh_seconds, clock=clock)
         self.forwarder = Forwarder(
             settings.upstream.url,
             timeout=settings.upstream.timeout_seconds,
@@ -78,6 +84,9 @@ class Gateway:
             body_timeout=settings.proxy.body_timeout_seconds,
             body_min_rate=settings.proxy.body_min_rate_bytes,
             strip_method_overrides=settings.proxy.method_override_headers == "strip",
+            client=settings.upstream.client,
+            idle_timeout=settings.upstream.idle_timeout_seconds,
+            ca_file=settings.upstream.ca_file,
         )
         self.signer = AssertionSigner(
             keys.signing, ttl_seconds=settings.proxy.assertion_ttl_seconds
@@ -111,9 +120,11 @@ class Gateway:
         await self.forwarder.start()
         await self.store.subscribe(self._on_invalidation)
         self.last_used.start()
+        self.expiry_watch.start()
 
     async def stop(self) -> None:
         """Flush pending writes and release connections."""
+        await self.expiry_watch.stop()
         await self.last_used.stop()
         await self.forwarder.close()
         await self.store.close()

@@ -244,6 +244,9 @@ def run_workers(workers: int, child: Callable[[], int]) -> int:
                         signal.signal(sig, signal.SIG_DFL)
                     code = child()
                 finally:
+                    from gateway.logs import flush_access_log
+
+                    flush_access_log()  # os._exit skips atexit
                     os._exit(code)
             pids.add(pid)
             return pid

@@ -268,13 +268,27 @@ def start_gateway(tmp_path: _Path, *, store_url: str, upstream: str,
     raise RuntimeError(f"gateway did not start:\n{gp.logs()}")
 
 
+UPSTREAM_CLIENTS = ("lean", "aiohttp")
+BOTH_CLIENTS = pytest.mark.parametrize("upstream_client", UPSTREAM_CLIENTS)
+"""Mark a test that forwards to run against both upstream clients (``upstream.client``)."""
+
+
 @pytest.fixture
-def gateway_factory(tmp_path: _Path) -> Iterator[Callable[..., GatewayProcess]]:
+def upstream_client() -> str:
+    """The upstream client gateways are built with (``BOTH_CLIENTS`` runs a test with each)."""
+    return "lean"
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: _Path,
+                    upstream_client: str) -> Iterator[Callable[..., GatewayProcess]]:
     """Start real gateway processes; all are stopped after the test."""
     started: list[GatewayProcess] = []
 
     def make(**kw: object) -> GatewayProcess:
-        gp = start_gateway(tmp_path, **kw)  # type: ignore[arg-type]
+        env = {"TOKENGATE_UPSTREAM_CLIENT": upstream_client,
+               **(kw.pop("extra_env", None) or {})}  # type: ignore[dict-item]
+        gp = start_gateway(tmp_path, extra_env=env, **kw)  # type: ignore[arg-type]
         started.append(gp)
         return gp
 
@@ -371,7 +385,8 @@ class InProcess:
 
 
 @pytest.fixture
-async def make_gateway(aiohttp_server, upstream: RecordingUpstream, redis_url: str):  # type: ignore[no-untyped-def]
+async def make_gateway(aiohttp_server, upstream: RecordingUpstream, redis_url: str,  # type: ignore[no-untyped-def]
+                       upstream_client: str):
     """Build in-process gateways on the run's Redis in front of the recording upstream."""
     from gateway.admin.app import build_admin_app
     from gateway.config import load_settings
@@ -385,7 +400,8 @@ async def make_gateway(aiohttp_server, upstream: RecordingUpstream, redis_url: s
     made = []
 
     async def make(overrides: dict | None = None, store_url: str | None = None) -> InProcess:
-        base = {"upstream": {"url": upstream.url}, "store": {"url": store_url or redis_url},
+        base = {"upstream": {"url": upstream.url, "client": upstream_client},
+                "store": {"url": store_url or redis_url},
                 "admin": {"key": ADMIN_KEY}, "log": {"access": False}}
         for k, v in (overrides or {}).items():
             base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,6 +63,19 @@ def test_env_overrides_file_and_flags_override_env(tmp_path: Path) -> None:
     assert s.rate_limit.limit == 9
 
 
+@pytest.mark.parametrize(("name", "value", "read"), [
+    ("TOKENGATE_RATE_LIMIT_AUTH_FAILURES_LIMIT", "7", lambda s: s.rate_limit.auth_failures.limit),
+    ("TOKENGATE_RATE_LIMIT_AUTH_FAILURES_WINDOW_SECONDS", "5",
+     lambda s: s.rate_limit.auth_failures.window_seconds),
+    ("TOKENGATE_TRUSTED_AUTH_KEY_FAILURES_LIMIT", "3", lambda s: s.trusted_auth.key_failures.limit),
+    ("TOKENGATE_TRUSTED_AUTH_DEFAULT_VALIDITY_SECONDS", "60",
+     lambda s: s.trusted_auth.default_validity_seconds),
+])
+def test_env_reaches_blocks_nested_in_a_section(name: str, value: str, read: Any) -> None:
+    """A block inside a section (rate_limit.auth_failures) is settable like any other key."""
+    assert read(load_settings(environ={name: value})) == float(value)
+
+
 BAD = [
     ({"TOKENGATE_PROXY_LISTEN": "localhost"}, "proxy.listen"),
     ({"TOKENGATE_PROXY_LISTEN": "1.2.3.4:99999"}, "proxy.listen"),
@@ -74,6 +88,9 @@ BAD = [
     ({"TOKENGATE_RATE_LIMIT_KEY": "ip"}, "rate_limit.key"),
     ({"TOKENGATE_NO_SUCH": "1"}, "TOKENGATE_NO_SUCH"),
     ({"TOKENGATE_STORE_NOPE": "1"}, "TOKENGATE_STORE_NOPE"),
+    ({"TOKENGATE_RATE_LIMIT_AUTH_FAILURES": "1"}, "rate_limit.auth_failures"),
+    ({"TOKENGATE_RATE_LIMIT_AUTH_FAILURES_NOPE": "1"}, "rate_limit.auth_failures.nope"),
+    ({"TOKENGATE_RATE_LIMIT_AUTH_FAILURES_LIMIT": "0"}, "rate_limit.auth_failures.limit"),
     ({"TOKENGATE_LOG_FORMAT": "xml"}, "log.format"),
     ({"TOKENGATE_PERSONAL_TOKENS_CUTOFF": "someday"}, "personal_tokens.cutoff"),
     ({"TOKENGATE_ADMIN_KEY": "too-short-for-a-bearer-key"}, "admin.key"),

@@ -39,6 +39,18 @@ class NewToken(_Body):
     name: str
     expires_in_days: int | None = Field(default=None)
     workspace: str | None = None
+    # Checked in policy.restrictions, so the API and the CLI say the same things.
+    scopes: list[Any] | None = None
+    allowed_networks: list[Any] | None = None
+    rate_limit: dict[str, Any] | None = None
+
+
+class RollToken(_Body):
+    grace_seconds: int | None = None
+
+
+class TokenRateLimit(_Body):
+    rate_limit: dict[str, Any] | None
 
 
 class MemberTokens(_Body):
@@ -163,12 +175,35 @@ async def create_token(request: web.Request) -> web.Response:
     new = await lc.create_token(
         actor, TokenType(body.type), body.name,
         expires_in_days=body.expires_in_days, workspace=body.workspace,
+        scopes=body.scopes, allowed_networks=body.allowed_networks, rate_limit=body.rate_limit,
     )
-    doc = new.record.to_json(lc.clock())
-    doc["secret"] = new.secret
-    response = _json(doc, 201)
+    return _with_secret(new.record.to_json(lc.clock()), new.secret, 201)
+
+
+def _with_secret(doc: dict[str, Any], secret: str, status: int) -> web.Response:
+    """A token with its secret: never cached anywhere on the way."""
+    doc["secret"] = secret
+    response = _json(doc, status)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+async def roll_token(request: web.Request) -> web.Response:
+    """POST /tokens/{token}/roll: the new secret, shown this once."""
+    actor = await _actor(request)
+    body = await read_body(request, RollToken) if request.can_read_body else RollToken()
+    lc = _lifecycle(request)
+    new = await lc.roll_token(actor, request.match_info["token"], body.grace_seconds)
+    return _with_secret(new.record.to_json(lc.clock()), new.secret, 200)
+
+
+async def put_rate_limit(request: web.Request) -> web.Response:
+    """PUT /tokens/{token}/rate-limit."""
+    actor = await _actor(request)
+    body = await read_body(request, TokenRateLimit)
+    lc = _lifecycle(request)
+    record = await lc.set_rate_limit(actor, request.match_info["token"], body.rate_limit)
+    return _json(record.to_json(lc.clock()))
 
 
 async def list_tokens(request: web.Request) -> web.Response:
@@ -236,5 +271,7 @@ def register_api(app: web.Application) -> None:
     r.add_get(p + "/tokens", list_tokens)
     r.add_post(p + "/tokens/revoke-all", revoke_all)
     r.add_delete(p + "/tokens/{token}", revoke_token)
+    r.add_post(p + "/tokens/{token}/roll", roll_token)
+    r.add_put(p + "/tokens/{token}/rate-limit", put_rate_limit)
     r.add_get(p + "/audit", audit)
     r.add_get(p + "/openapi.json", openapi)

@@ -56,6 +56,7 @@ def authenticate(
         token_type=record.type,
         token=record.token,
         workspace=record.workspace,
+        restrictions=record.restrictions,
     )
 
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import enum
+import math
 import secrets
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # Only for annotations: restrictions import the rules, which import this module.
+    from gateway.policy.restrictions import Restrictions
+
+DAY = 86400.0
 
 
 class Role(enum.StrEnum):
@@ -71,6 +78,11 @@ class TokenRecord:
     secret_hash: str = field(repr=False)
     last_used_at: float | None = None
     revoked_at: float | None = None
+    restrictions: Restrictions | None = None
+    # After a roll: the replaced secret's keyed hash, valid until previous_secret_until.
+    previous_secret_hash: str = field(default="", repr=False)
+    previous_secret_until: float | None = None
+    rolled_at: float | None = None
 
     def status(self, now: float) -> TokenStatus:
         """Revoked wins over expired; both are final."""
@@ -86,8 +98,15 @@ class TokenRecord:
             return self
         return replace(self, revoked_at=at)
 
+    def expires_in_days(self, now: float) -> int | None:
+        """Whole days left before expiry (0 once expired); None if it never expires or is revoked."""
+        if self.expires_at is None or self.revoked_at is not None:
+            return None
+        return max(0, math.floor((self.expires_at - now) / DAY))
+
     def to_json(self, now: float) -> dict[str, Any]:
-        """The admin view of the token: never the secret or its hash."""
+        """The admin view of the token: never a secret or a hash of one."""
+        restrictions = self.restrictions
         return {
             "token": self.token,
             "type": self.type.value,
@@ -100,6 +119,13 @@ class TokenRecord:
             "expires_at": iso(self.expires_at),
             "revoked_at": iso(self.revoked_at),
             "status": self.status(now).value,
+            "expires_in_days": self.expires_in_days(now),
+            "scopes": None,
+            "allowed_networks": None,
+            "rate_limit": None,
+            **(restrictions.to_json() if restrictions is not None else {}),
+            "rolled_at": iso(self.rolled_at),
+            "previous_secret_expires_at": iso(self.previous_secret_until),
         }
 
 
@@ -112,6 +138,7 @@ class Identity:
     token_type: TokenType
     token: str
     workspace: str
+    restrictions: Restrictions | None = None  # the token's scopes, networks, own limit
 
 
 def new_user_generation() -> str:

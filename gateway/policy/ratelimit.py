@@ -109,6 +109,43 @@ def decide(
     return _decision(kept, allowed, now_us, limit, window_us), kept
 
 
+def decide_both(
+    first: Sequence[int], second: Sequence[int], now_us: int,
+    limits: tuple[int, int], windows_us: tuple[int, int],
+) -> tuple[RateDecision, RateDecision, list[int], list[int]]:
+    """Admit a request into two windows at once, or into neither (``lua/ratelimit_both.lua``).
+
+    The user's window and a token's own: a request one of them refuses is
+    recorded in neither, so a refused request uses up no quota anywhere.
+    Each decision says what its own window alone would do; the request was
+    admitted if both allow it.
+    """
+    kept_a = _live(first, now_us, limits[0], windows_us[0])
+    kept_b = _live(second, now_us, limits[1], windows_us[1])
+    allowed_a, allowed_b = len(kept_a) < limits[0], len(kept_b) < limits[1]
+    if allowed_a and allowed_b:
+        kept_a.append(now_us)
+        kept_b.append(now_us)
+    return (_decision(kept_a, allowed_a, now_us, limits[0], windows_us[0]),
+            _decision(kept_b, allowed_b, now_us, limits[1], windows_us[1]), kept_a, kept_b)
+
+
+def closer_to_exhaustion(a: RateDecision, b: RateDecision) -> RateDecision:
+    """Which of two windows' decisions the response should publish.
+
+    A refusing window wins (of two, the one to wait longer for, so its
+    ``Retry-After`` suffices for both); else the one with fewer requests
+    left (on a tie, the one that frees up later).
+    """
+    if not a.allowed or not b.allowed:
+        if a.allowed:
+            return b
+        if b.allowed:
+            return a
+        return a if a.retry_after >= b.retry_after else b
+    return a if (a.remaining, -a.reset) <= (b.remaining, -b.reset) else b
+
+
 def peek(log: Sequence[int], now_us: int, limit: int, window_us: int) -> RateDecision:
     """Whether a request at ``now_us`` would be admitted, recording nothing."""
     kept = _live(log, now_us, limit, window_us)
@@ -181,3 +218,13 @@ def _sf_string(value: str) -> str:
     """``value`` as an RFC 8941 sf-string; characters it cannot carry become ``_``."""
     printable = "".join(c if " " <= c <= "~" else "_" for c in value)
     return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def window_key(name: str, subject: str) -> str:
+    """The store key of one of ``subject``'s windows (a route class's, or ``token:<id>``).
+
+    The subject is the key's hash tag: every window of one subject shares a
+    Redis Cluster slot, so a request judged against two of them (the user's and
+    a token's own limit) is one atomic script.
+    """
+    return f"{name}:{{{subject}}}"

@@ -39,6 +39,10 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _RULE_KEYS = frozenset({"name", "methods", "path", "token_types", "message", "mode", "case_sensitive"})
 _CLASS_KEYS = frozenset({"name", "methods", "path", "limit", "window_seconds", "case_sensitive"})
 DEFAULT_CLASS = "default"
+SCOPE_RULE = "scope"
+NETWORK_RULE = "network"
+RESERVED_RULE_NAMES = frozenset({SCOPE_RULE, NETWORK_RULE})
+"""Rule names of a token's own restrictions (proxy/restrict.py); no ``[[deny]]`` rule takes them."""
 
 _T = TypeVar("_T")
 
@@ -141,6 +145,9 @@ def compile_rules(entries: Sequence[Mapping[str, Any]]) -> RuleSet:
         _check_keys(what, entry, _RULE_KEYS, required=("name", "path"))
         name = _name(what, entry)
         _require(what, all(rule.name != name for rule in rules), "duplicate rule name")
+        # A token's own restrictions refuse under these names (proxy/restrict.py).
+        _require(what, name not in RESERVED_RULE_NAMES,
+                 f"the name {name!r} is reserved for a token's own restrictions")
         mode = entry.get("mode", "enforce")
         _require(what, mode in _MODES, f"mode must be 'enforce' or 'dry-run', not {mode!r}")
         message = entry.get("message", f"denied by rule '{name}'")

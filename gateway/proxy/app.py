@@ -2,9 +2,10 @@
 
 ``observe`` (problems, metrics, access log) → ``authenticate`` (path
 normalisation, credentials) → ``enforce`` (deny rules, workspace scope) →
-``limit`` (sliding window) → forward. Each step leaves its result on the
-request for the next; denied requests never reach the rate limiter, so they
-use up no quota.
+``restrict`` (the token's networks and scopes, ``proxy/restrict.py``) →
+``limit`` (sliding window, and the token's own) → forward. Each step leaves
+its result on the request for the next; denied requests never reach the
+rate limiter, so they use up no quota.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from gateway.policy.headers import (
 from gateway.policy.methods import candidate_methods
 from gateway.policy.model import Identity, TokenType
 from gateway.policy.paths import normalize_path
-from gateway.policy.ratelimit import rate_limit_headers
+from gateway.policy.ratelimit import closer_to_exhaustion, rate_limit_headers, window_key
+from gateway.policy.restrictions import TOKEN_WINDOW
 from gateway.proxy import authz
 from gateway.proxy.problems import http_problem, problem_response
+from gateway.proxy.restrict import restrict_middleware
 from gateway.proxy.state import (
     CLIENT,
     DECISION,
@@ -215,7 +218,7 @@ def enforce_middleware(gw: Gateway) -> Middleware:
 
 
 def limit_middleware(gw: Gateway) -> Middleware:
-    """The per-username sliding window: one store call per request."""
+    """The per-username sliding window (and a token's own): one store call per request."""
     by_user = gw.settings.rate_limit.key == "user"
 
     @web.middleware
@@ -234,22 +237,33 @@ def limit_middleware(gw: Gateway) -> Middleware:
             subject = "u:" + identity.user
         else:
             subject = "t:" + identity.token
+        restrictions = identity.restrictions
+        own = restrictions.rate_limit if restrictions is not None else None
+        # The headers publish the window closer to exhaustion (the refusing one on a 429).
+        name, seconds, mine = route_class.name, route_class.window_seconds, False
+        window = (window_key(route_class.name, subject), route_class.limit,
+                  route_class.window_seconds)
         start = time.perf_counter()
         try:
-            decision = await gw.store.hit_rate_limit(
-                f"{route_class.name}:{subject}", route_class.limit, route_class.window_seconds
-            )
+            if own is None:
+                decision = await gw.store.hit_rate_limit(*window)
+            else:
+                # Both windows in the same call: admitted into both or neither.
+                user, token = await gw.store.hit_rate_limit_both(
+                    window, (window_key(f"token:{identity.token}", subject), own.limit,
+                             own.window_seconds))
+                decision = closer_to_exhaustion(user, token)
+                if decision is token:
+                    name, seconds, mine = TOKEN_WINDOW, own.window_seconds, True
         except StoreError:
             gw.metrics.store_call("rate_limit", time.perf_counter() - start, failed=True)
             raise
         gw.metrics.store_call("rate_limit", time.perf_counter() - start)
-        headers = rate_limit_headers(
-            decision, policy=route_class.name, window_seconds=route_class.window_seconds
-        )
+        headers = rate_limit_headers(decision, policy=name, window_seconds=seconds)
         if not decision.allowed:
+            whose = "this token's rate limit" if mine else "rate limit"
             raise TooManyRequests(
-                f"rate limit of {route_class.limit} requests per "
-                f"{route_class.window_seconds:g} s exceeded",
+                f"{whose} of {decision.limit} requests per {seconds:g} s exceeded",
                 headers=dict(headers),
             )
         request[RATE_LIMIT_HEADERS] = headers
@@ -296,6 +310,7 @@ def build_proxy_app(gw: Gateway) -> web.Application:
             observe_middleware(gw),
             authenticate_middleware(gw),
             enforce_middleware(gw),
+            restrict_middleware(gw),
             limit_middleware(gw),
         ],
         client_max_size=1024 * 1024,  # only public JSON endpoints read bodies; proxied ones stream

@@ -28,6 +28,7 @@ from gateway.policy.authn import authenticate
 from gateway.policy.errors import TooManyRequests, Unauthenticated
 from gateway.policy.model import AuditEvent, Credential, Identity
 from gateway.policy.ratelimit import RateDecision, Reservation
+from gateway.policy.rolling import secret_match, trusted_until
 from gateway.proxy.cache import CredentialCache
 from gateway.proxy.lastused import LastUsed
 from gateway.store.base import Invalidation, Store
@@ -103,8 +104,9 @@ class Authenticator:
         self.bearer: BearerResolver | None = None
         self._blocked: dict[str, float] = {}
         self._audited: dict[str, float] = {}
-        # memo_key -> (token, cache generation): credentials that verified.
-        self._verified: dict[str, tuple[str, int]] = {}
+        # memo_key -> (token, cache generation, trusted until): credentials that
+        # verified; a rolled-away secret only until its grace period ends.
+        self._verified: dict[str, tuple[str, int, float]] = {}
         # (client, memo_key) -> done: checks in flight, so that concurrent copies
         # of one request wait for its verdict instead of each spending an attempt.
         self._flights: dict[tuple[str, str], asyncio.Future[None]] = {}
@@ -124,7 +126,8 @@ class Authenticator:
         try:
             # The hot path: a header this process verified, spelled as clients do.
             verified = self._verified.get(authorization) if authorization else None
-            if verified is not None and verified[1] == self.cache.generation:
+            if verified is not None and verified[1] == self.cache.generation \
+                    and now < verified[2]:
                 credential = self.cache.get(verified[0])
                 if credential is not None:
                     return await self._checked(credential, True, now)
@@ -151,7 +154,7 @@ class Authenticator:
     async def _remembered(self, key: str, now: float) -> Identity | None:
         """The identity of a credential this process verified (no HMAC), or None."""
         verified = self._verified.get(key)
-        if verified is None or verified[1] != self.cache.generation:
+        if verified is None or verified[1] != self.cache.generation or now >= verified[2]:
             return None
         credential = self.cache.get(verified[0])
         if credential is None:
@@ -192,15 +195,19 @@ class Authenticator:
                 # the cold path gains no round trip.
                 reservation, credential = await asyncio.gather(
                     self._reserve(client, holding), self.cache.load(creds.token, self._load))
-            ok = credential is not None and self.keys.verify_secret(
-                creds.secret, credential.record.secret_hash)
-            identity = await self._checked(credential, ok, now)
+            # The current secret, or a rolled-away one inside its grace period.
+            match = None if credential is None else secret_match(
+                credential.record, self.keys.hash_secret(creds.secret), now)
+            identity = await self._checked(credential, match is not None, now)
+            assert credential is not None  # _checked refuses a missing one
             if len(self._verified) >= VERIFIED_MAX:
                 self._verified.clear()
             # Remember that this credential verified, for as long as the cached
-            # credential stays valid: repeat requests skip decoding, checksums,
-            # the HMAC and the budget. Any invalidation bumps the generation.
-            self._verified[key] = (creds.token, generation)
+            # credential stays valid (a rolled-away secret: until its grace
+            # ends): repeat requests skip decoding, checksums, the HMAC and the
+            # budget. Any invalidation bumps the generation.
+            self._verified[key] = (creds.token, generation,
+                                   trusted_until(credential.record, match))
             if reservation is not None and reservation.at_us is not None:
                 self._refund_soon(client, reservation.at_us)  # before waiters retry
             return identity

@@ -63,15 +63,18 @@ class PushCache(Generic[V]):
         self._entries.move_to_end(token)
         return entry[1]
 
-    def put(self, token: str, credential: V, *, generation: int) -> None:
-        """Cache a value loaded when the cache was at ``generation``.
+    def put(self, token: str, credential: V, *, generation: int,
+            lifetime: float | None = None) -> None:
+        """Cache a value loaded when the cache was at ``generation``, for at most
+        ``ttl`` seconds (or ``lifetime``, if shorter).
 
         If an invalidation arrived while the load was in flight, the loaded
         copy may predate it, so it is not cached.
         """
         if self.ttl <= 0 or self.max_entries <= 0 or generation != self.generation:
             return
-        self._entries[token] = (self._clock() + self.ttl, credential)
+        ttl = self.ttl if lifetime is None else min(self.ttl, lifetime)
+        self._entries[token] = (self._clock() + ttl, credential)
         self._entries.move_to_end(token)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -100,9 +103,11 @@ class CredentialCache(PushCache[Credential]):
     def __init__(
         self, *, ttl: float, max_entries: int, negative_ttl: float = 0.0,
         negative_max_entries: int = 0, clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(ttl=ttl, max_entries=max_entries, kind="token",
                          owner_of=_credential_owner, clock=clock)
+        self._wall_clock = wall_clock
         self.negative_ttl = negative_ttl
         self.negative_max_entries = negative_max_entries
         self._unknown: OrderedDict[str, float] = OrderedDict()  # token -> forget at
@@ -138,10 +143,20 @@ class CredentialCache(PushCache[Credential]):
     async def _fill(self, token: str, fetch: Fetch, generations: tuple[int, int]) -> Credential | None:
         credential = await fetch(token)
         if credential is not None:
-            self.put(token, credential, generation=generations[0])
+            self.put(token, credential, generation=generations[0],
+                     lifetime=self._lifetime(credential))
         elif generations[1] == self._unknown_generation:
             self._put_unknown(token)
         return credential
+
+    def _lifetime(self, credential: Credential) -> float | None:
+        """Seconds until a rolled-away secret stops (wall-clock times): the entry
+        goes then, so the next request reloads a record judged afresh."""
+        until = credential.record.previous_secret_until
+        if until is None:
+            return None
+        left = until - self._wall_clock()
+        return left if left > 0 else None
 
     def _landed(self, token: str, task: asyncio.Task[Credential | None]) -> None:
         flight = self._loads.get(token)

@@ -1,8 +1,11 @@
 """Stream a request to the upstream and its response back, without buffering.
 
-Bodies flow chunk by chunk in both directions through one pooled client
-session, so a 200 MB upload or download costs the gateway a few buffers,
-not 200 MB.
+Bodies flow chunk by chunk in both directions through a pool of upstream
+connections, so a 200 MB upload or download costs the gateway a few
+buffers, not 200 MB. What is forwarded (headers, target, the paced body,
+``Expect``) is decided here; how it travels is an :class:`UpstreamClient`'s
+business: the lean one (``upstream.py``, the default) or aiohttp's
+(``aiohttp_client.py``), chosen by ``upstream.client``.
 """
 
 from __future__ import annotations
@@ -10,20 +13,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.policy.errors import BadGateway, ExpectationFailed, GatewayTimeout, RequestTimeout
-from gateway.policy.headers import (
-    connection_tokens,
-    dropped_request_header,
-    dropped_response_header,
-)
+from gateway.policy.headers import connection_tokens, dropped_request_header
 from gateway.proxy.state import UPSTREAM_STATUS
+from gateway.proxy.upstream import LeanClient, UpstreamFailed
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -66,6 +64,7 @@ class PacedBody:
         "request",
         "send_continue",
         "stalled",
+        "started",
         "watch",
         "write_timeout",
     )
@@ -79,10 +78,12 @@ class PacedBody:
         self.send_continue = send_continue
         self.watch: asyncio.Timeout | None = None
         self.stalled = False
+        self.started = False  # a byte may have been read: the body cannot be sent again
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk; raises BodyStalled when it is too slow."""
         loop = asyncio.get_running_loop()
+        self.started = True
         if self.send_continue:
             # Only now (checks passed, upstream connected) may the client send.
             writer = self.request.writer
@@ -112,8 +113,37 @@ class PacedBody:
             self.watch.reschedule(when)
 
 
+class UpstreamClient(Protocol):
+    """How a request travels to the upstream and its answer back (lean or aiohttp)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def exchange(self, request: web.Request, target: str, headers: list[tuple[str, str]],
+                       body: PacedBody | None, extra: Sequence[tuple[str, str]]
+                       ) -> web.StreamResponse:
+        """Forward, relay; set UPSTREAM_STATUS; raise TimeoutError or UpstreamFailed."""
+        ...
+
+
+def upstream_client(kind: Literal["lean", "aiohttp"], url: str, *, timeout: float,
+                    connect_timeout: float, max_connections: int, idle_timeout: float,
+                    ca_file: str | None) -> UpstreamClient:
+    """The client ``upstream.client`` names."""
+    if kind == "aiohttp":
+        from gateway.proxy.aiohttp_client import AiohttpClient
+
+        return AiohttpClient(url, timeout=timeout, connect_timeout=connect_timeout,
+                             max_connections=max_connections, idle_timeout=idle_timeout,
+                             ca_file=ca_file)
+    return LeanClient(url, timeout=timeout, connect_timeout=connect_timeout,
+                      max_connections=max_connections, idle_timeout=idle_timeout,
+                      ca_file=ca_file)
+
+
 class Forwarder:
-    """The upstream side of the proxy: one pooled session, streamed bodies."""
+    """The upstream side of the proxy: what is forwarded, and the client that carries it."""
 
     def __init__(
         self,
@@ -126,49 +156,42 @@ class Forwarder:
         body_timeout: float = 10.0,
         body_min_rate: int = 1024,
         strip_method_overrides: bool = True,
+        client: Literal["lean", "aiohttp"] = "lean",
+        idle_timeout: float = 30.0,
+        ca_file: str | None = None,
     ) -> None:
-        self.base = URL(upstream)
         # The normalised path is appended to the upstream's own base path.
-        self.origin = str(self.base.origin()) + self.base.raw_path.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=timeout
-        )
-        self.max_connections = max_connections
+        self.base_path = "" if upstream.startswith("unix:") else URL(upstream).raw_path.rstrip("/")
         self.read_timeout = timeout
         self.body_timeout = body_timeout
         self.body_min_rate = body_min_rate
         self.strip_method_overrides = strip_method_overrides
         self.metrics = metrics
-        self.session: aiohttp.ClientSession | None = None
+        self.own_length = client == "lean"
+        self.client = upstream_client(client, upstream, timeout=timeout,
+                                      connect_timeout=connect_timeout,
+                                      max_connections=max_connections,
+                                      idle_timeout=idle_timeout, ca_file=ca_file)
 
     async def start(self) -> None:
-        """Open the pooled upstream session."""
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=self.max_connections, ttl_dns_cache=300, enable_cleanup_closed=False
-            ),
-            timeout=self.timeout,
-            auto_decompress=False,  # pass bytes through as the upstream encoded them
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        """Open the upstream client."""
+        await self.client.start()
 
     async def close(self) -> None:
-        """Close the upstream session."""
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        """Close the upstream client and its connections."""
+        await self.client.close()
 
     def upstream_headers(
         self, request: web.BaseRequest, added: Sequence[tuple[str, str]]
-    ) -> CIMultiDict[str]:
+    ) -> list[tuple[str, str]]:
         """Client headers minus hop-by-hop, Authorization and spoofed identity; plus ours."""
         listed = connection_tokens(request.headers.getall("Connection", []))
+        if self.own_length:
+            # The lean client frames the body itself (Content-Length or chunked).
+            listed |= {"content-length"}
         strip = self.strip_method_overrides
-        headers: CIMultiDict[str] = CIMultiDict()
-        for name, value in request.headers.items():
-            if not dropped_request_header(name, listed, method_overrides=strip):
-                headers.add(name, value)
+        headers = [(name, value) for name, value in request.headers.items()
+                   if not dropped_request_header(name, listed, method_overrides=strip)]
         headers.extend(added)
         return headers
 
@@ -184,9 +207,8 @@ class Forwarder:
         A client's ``Expect: 100-continue`` is answered here, once every check
         has passed and the upstream is connected, just before the body is read.
         """
-        assert self.session is not None, "Forwarder.start() was not awaited"
         query = request.rel_url.raw_query_string
-        url = URL(self.origin + path + ("?" + query if query else ""), encoded=True)
+        target = self.base_path + path + ("?" + query if query else "")
         headers = self.upstream_headers(request, added)
         expect = request.headers.get("Expect")
         if expect is not None and expect.lower() != "100-continue":
@@ -198,68 +220,16 @@ class Forwarder:
                              send_continue=expect is not None and request.version >= (1, 1))
         start = time.perf_counter()
         try:
-            async with asyncio.timeout(None) as watch:
-                if body is not None:
-                    body.watch = watch
-                try:
-                    upstream = await self.session.request(
-                        request.method, url, headers=headers,
-                        data=body.chunks() if body is not None else None,
-                        allow_redirects=False, compress=None, proxy=None,
-                    )
-                finally:
-                    if body is not None:
-                        body.watch = None
+            return await self.client.exchange(request, target, headers, body, response_headers)
         except TimeoutError:
-            self.metrics.upstream(time.perf_counter() - start, None)
             request[UPSTREAM_STATUS] = None
             raise GatewayTimeout("the upstream did not answer in time") from None
-        except (aiohttp.ClientError, OSError):
-            self.metrics.upstream(time.perf_counter() - start, None)
+        except (UpstreamFailed, BodyStalled):
             request[UPSTREAM_STATUS] = None
             if body is not None and body.stalled:
-                # aiohttp drops the upstream connection: its body is incomplete.
+                # The upstream connection is dropped: its body is incomplete.
                 self.metrics.connections_closed.labels("body_timeout").inc()
                 raise RequestTimeout("the request body arrived too slowly") from None
             raise BadGateway("the upstream could not be reached") from None
-        request[UPSTREAM_STATUS] = upstream.status
-        try:
-            return await self._relay(request, upstream, response_headers)
         finally:
-            upstream.release()
-            self.metrics.upstream(time.perf_counter() - start, upstream.status)
-
-    async def _relay(
-        self,
-        request: web.Request,
-        upstream: aiohttp.ClientResponse,
-        extra: Sequence[tuple[str, str]],
-    ) -> web.StreamResponse:
-        listed = connection_tokens(upstream.headers.getall("Connection", []))
-        # The gateway's own headers (rate limit, request id) replace any the
-        # upstream set, so a client never reads the upstream's numbers first.
-        ours = {name.lower() for name, _ in extra}
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        for name, value in upstream.headers.items():
-            if name.lower() not in ours and not dropped_response_header(name, listed):
-                response.headers.add(name, value)
-        response.headers.extend(extra)
-        if "Content-Length" not in upstream.headers and request.method != "HEAD":
-            response.enable_chunked_encoding()
-        await response.prepare(request)
-        try:
-            async for chunk in upstream.content.iter_chunked(CHUNK):
-                # A client that stops reading must not hold the upstream
-                # connection: each write gets the upstream read timeout.
-                async with asyncio.timeout(self.read_timeout):
-                    await response.write(chunk)
-        except (TimeoutError, aiohttp.ClientError, ConnectionResetError):
-            # The status line is already sent, so no error response is
-            # possible: cut the connection so the client sees a broken body
-            # rather than a truncated one that looks complete.
-            request[UPSTREAM_STATUS] = None
-            if request.transport is not None:
-                request.transport.close()
-            return response
-        await response.write_eof()
-        return response
+            self.metrics.upstream(time.perf_counter() - start, request.get(UPSTREAM_STATUS))

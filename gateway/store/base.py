@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.policy.expiring import ExpiringCounts
 from gateway.policy.model import (
     AuditEvent,
     Credential,
@@ -23,7 +24,11 @@ from gateway.policy.model import (
     WorkspaceSettings,
 )
 from gateway.policy.ratelimit import RateDecision, Reservation
+from gateway.policy.restrictions import TokenLimit
 from gateway.policy.trusted import BearerCredential, BearerRecord, TrustedKey
+
+RateWindow = tuple[str, int, float]
+"""A rate-limit window to count a request in: (key, limit, window_seconds)."""
 
 AUDIT_MAX = 10_000
 """Audit events kept per list (oldest dropped first): each workspace has its own
@@ -191,6 +196,35 @@ class Store(Protocol):
 
     async def revoke_bearer(self, token_hash: str, *, at: float) -> BearerRecord | None:
         """Revoke one bearer token (idempotent); None if unknown or expired."""
+
+    # token restrictions and rolling
+    async def hit_rate_limit_both(
+        self, first: RateWindow, second: RateWindow
+    ) -> tuple[RateDecision, RateDecision]:
+        """Count one request against two windows (key, limit, window_seconds) in one step:
+        recorded in both, or (if either is full) in neither."""
+
+    async def roll_secret(self, token: str, *, secret_hash: str, previous_until: float,
+                          at: float) -> TokenRecord | None:
+        """Make ``secret_hash`` the token's secret, keep the one it replaces valid until
+        ``previous_until``, and invalidate cached copies everywhere, atomically.
+
+        A revoked token is returned unchanged; None if unknown.
+        """
+
+    async def set_rate_limit(self, token: str, rate_limit: TokenLimit | None) -> TokenRecord | None:
+        """Set (None: remove) a token's own rate limit and invalidate cached copies; None if unknown."""
+
+    # expiry watch
+    async def claim_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take the lease ``name`` for ``ttl_seconds`` unless it is held (by anyone); True if taken."""
+
+    async def refresh_expiring(self, now: float) -> ExpiringCounts:
+        """Count the active tokens expiring soon (a scan), keep the counts for
+        :meth:`load_expiring` and return them."""
+
+    async def load_expiring(self) -> ExpiringCounts:
+        """The counts the last :meth:`refresh_expiring` kept (zeros if none ran)."""
 
 
 def newest_first(lists: Iterable[Iterable[AuditEvent]], limit: int) -> list[AuditEvent]:

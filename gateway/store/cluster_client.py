@@ -75,6 +75,11 @@ class ClusterPipeline:
         self._queued.append(lambda: self._client.hgetall(key))
         return self
 
+    def hmget(self, key: str, fields: Sequence[str]) -> ClusterPipeline:
+        """Queue HMGET."""
+        self._queued.append(lambda: self._client.hmget(key, fields))
+        return self
+
     def smembers(self, key: str) -> ClusterPipeline:
         """Queue SMEMBERS."""
         self._queued.append(lambda: self._client.smembers(key))
@@ -125,9 +130,13 @@ class ClusterClient:
         reply: bytes | None = await self._on(key, "GET", key)
         return reply
 
-    async def set(self, key: str, value: str, *, nx: bool = False) -> bool | None:
-        """SET (NX); True if set."""
-        reply = await self._on(key, "SET", key, value, *(["NX"] if nx else []))
+    async def set(self, key: str, value: str, *, nx: bool = False,
+                  px: int | None = None) -> bool | None:
+        """SET (NX, PX); True if set."""
+        options: list[str | int] = ["NX"] if nx else []
+        if px is not None:
+            options += ["PX", px]
+        reply = await self._on(key, "SET", key, value, *options)
         return True if reply == b"OK" else None
 
     async def exists(self, key: str) -> int:
@@ -146,6 +155,14 @@ class ClusterClient:
     async def hgetall(self, key: str) -> dict[bytes, bytes]:
         """HGETALL."""
         return _dict(await self._on(key, "HGETALL", key))
+
+    async def hmget(self, key: str, fields: Sequence[str]) -> list[bytes | None]:
+        """HMGET."""
+        return list(await self._on(key, "HMGET", key, *fields))
+
+    async def hset(self, key: str, *, mapping: Mapping[str, str]) -> int:
+        """HSET of several fields."""
+        return int(await self._on(key, "HSET", key, *(x for kv in mapping.items() for x in kv)))
 
     async def sadd(self, key: str, *members: str) -> int:
         """SADD."""

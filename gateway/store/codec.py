@@ -20,6 +20,7 @@ from gateway.policy.model import (
     User,
     WorkspaceSettings,
 )
+from gateway.policy.restrictions import from_stored, stored_fields
 from gateway.policy.trusted import BearerRecord, TrustedKey
 
 
@@ -58,6 +59,10 @@ def _record(token: str, h: Mapping[str, str]) -> TokenRecord:
         secret_hash=h.get("secret_hash", ""),
         last_used_at=_f(h.get("last_used_at")),
         revoked_at=_f(h.get("revoked_at")),
+        restrictions=from_stored(h),
+        previous_secret_hash=h.get("previous_secret_hash", ""),
+        previous_secret_until=_f(h.get("previous_secret_until")),
+        rolled_at=_f(h.get("rolled_at")),
     )
 
 
@@ -71,10 +76,13 @@ def _record_fields(r: TokenRecord) -> dict[str, str]:
         "created_at": repr(r.created_at),
         "secret_hash": r.secret_hash,
     }
-    for key in ("expires_at", "last_used_at", "revoked_at"):
+    for key in ("expires_at", "last_used_at", "revoked_at", "previous_secret_until", "rolled_at"):
         value = getattr(r, key)
         if value is not None:
             fields[key] = repr(value)
+    if r.previous_secret_hash:
+        fields["previous_secret_hash"] = r.previous_secret_hash
+    fields.update(stored_fields(r.restrictions))
     return fields
 
 

@@ -19,7 +19,11 @@ Layout 2 (prefix ``tg:`` by default):
   entry also holds its claim and when it was written (see ``dir_claim.lua``)
 * ``tg:workspaces`` set: every workspace that holds anything (for listings
   across workspaces); ``tg:security:audit`` capped list of events of no workspace
-* ``tg:rl:{<key>}`` sliding-window zsets (see ``ratelimit.lua``)
+* ``tg:rl:{<key>}`` sliding-window zsets (see ``ratelimit.lua``); a subject's
+  windows are ``tg:rl:<class>:{<subject>}`` and ``tg:rl:token:<id>:{<subject>}``
+  (one slot, so a user's and a token's own window are judged in one script)
+* ``tg:lease:{<name>}`` strings (short leases, SET NX PX) and the ``tg:expiring``
+  hash (counts of tokens expiring soon, for the gauge)
 * ``tg:tb:{<hash>}`` hash per trusted-auth bearer token, expiring with it
 * channel ``tg:invalidate`` for cache invalidations (classic pub/sub: a
   cluster delivers it on every node)
@@ -124,12 +128,28 @@ class Layout:
         """Every workspace that holds anything (set)."""
         return self.prefix + "workspaces"
 
+    def lease(self, name: str) -> str:
+        """A short lease (string, SET NX PX): one replica runs ``name`` per interval."""
+        return f"{self.prefix}lease:{tag(name)}"
+
+    @property
+    def expiring(self) -> str:
+        """Counts of tokens expiring soon (hash), kept by the lease holder for the gauge."""
+        return self.prefix + "expiring"
+
     def audit(self, workspace: str) -> str:
         """A workspace's audit list, or the security list for events of no workspace."""
         return self.ws(workspace, "audit") if workspace else self.prefix + "security:audit"
 
     def rate_limit(self, key: str) -> str:
-        """A sliding window of admissions (zset)."""
+        """A sliding window of admissions (zset).
+
+        A key that carries its own hash tag (``policy.ratelimit.window_key``: a
+        subject's windows, every class and a token's own limit) keeps it, so the
+        script judging a user's and a token's window together stays in one slot.
+        """
+        if "{" in key and "}" in key.partition("{")[2]:
+            return f"{self.prefix}rl:{key}"
         return f"{self.prefix}rl:{tag(key)}"
 
     def bearer(self, token_hash: str) -> str:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
+from gateway.policy.expiring import ExpiringCounts, expiring_counts, no_expiring
 from gateway.policy.model import (
     AuditEvent,
     Credential,
@@ -24,12 +25,14 @@ from gateway.policy.model import (
     WorkspaceSettings,
 )
 from gateway.policy.ratelimit import RateDecision, Reservation
+from gateway.policy.restrictions import Restrictions, TokenLimit
 from gateway.policy.trusted import BearerCredential, BearerRecord, TrustedKey
 from gateway.store.base import (
     AUDIT_MAX,
     AlreadyExists,
     Invalidation,
     InvalidationHandler,
+    RateWindow,
     newest_first,
     owner_matches,
     revocable,
@@ -50,6 +53,7 @@ class MemoryStore:
         self._handlers: list[InvalidationHandler] = []
         self._limiter = MemoryRateLimiter(clock)
         self._key_check: str | None = None
+        self._expiring: ExpiringCounts = no_expiring()
 
     async def ping(self) -> None:
         """The memory store is always reachable."""
@@ -283,3 +287,56 @@ class MemoryStore:
             record = self._bearers[token_hash] = replace(record, revoked_at=at)
             await self.publish(Invalidation("bearer", token_hash, at))
         return record
+
+    # token restrictions and rolling
+    async def hit_rate_limit_both(
+        self, first: RateWindow, second: RateWindow
+    ) -> tuple[RateDecision, RateDecision]:
+        """Count one request in both windows or neither."""
+        return await self._limiter.hit_both(first, second)
+
+    async def roll_secret(self, token: str, *, secret_hash: str, previous_until: float,
+                          at: float) -> TokenRecord | None:
+        """Swap in the new secret hash, keeping the old one until ``previous_until``."""
+        record = self._tokens.get(token)
+        if record is None or record.revoked_at is not None:
+            return record
+        record = self._tokens[token] = replace(
+            record, secret_hash=secret_hash, previous_secret_hash=record.secret_hash,
+            previous_secret_until=previous_until, rolled_at=at)
+        await self.publish(Invalidation("token", token, at))
+        return record
+
+    async def set_rate_limit(self, token: str, rate_limit: TokenLimit | None) -> TokenRecord | None:
+        """Set or remove a token's own rate limit."""
+        record = self._tokens.get(token)
+        if record is None:
+            return None
+        current = record.restrictions or Restrictions()
+        record = self._tokens[token] = replace(
+            record, restrictions=current.with_rate_limit(rate_limit))
+        await self.publish(Invalidation("token", token, self._clock()))
+        return record
+
+    # expiry watch: one process, so the lease is only ever contended by itself
+    @functools.cached_property
+    def _leases(self) -> dict[str, float]:
+        return {}
+
+    async def claim_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take the lease unless it is held until later than now."""
+        now = self._clock()
+        if self._leases.get(name, 0.0) > now:
+            return False
+        self._leases[name] = now + ttl_seconds
+        return True
+
+    async def refresh_expiring(self, now: float) -> ExpiringCounts:
+        """Count the tokens expiring soon and keep the counts."""
+        self._expiring = expiring_counts(
+            ((r.type.value, r.expires_at, r.revoked_at) for r in self._tokens.values()), now)
+        return dict(self._expiring)
+
+    async def load_expiring(self) -> ExpiringCounts:
+        """The counts the last refresh kept."""
+        return dict(self._expiring)

@@ -14,6 +14,7 @@ from gateway.policy.ratelimit import (
     RateDecision,
     Reservation,
     decide,
+    decide_both,
     peek,
     refund,
     to_micros,
@@ -91,6 +92,26 @@ class MemoryRateLimiter:
         now = self._now(now_us)
         held = self._windows.get(key)
         return peek(held.log if held else (), now, limit, window_micros(window_seconds))
+
+    async def hit_both(
+        self, first: tuple[str, int, float], second: tuple[str, int, float],
+        *, now_us: int | None = None,
+    ) -> tuple[RateDecision, RateDecision]:
+        """Admit a request into both windows (key, limit, window_seconds) or neither."""
+        now = self._now(now_us)
+        windows_us = (window_micros(first[2]), window_micros(second[2]))
+        held = [self._windows.get(first[0]), self._windows.get(second[0])]
+        decision_a, decision_b, log_a, log_b = decide_both(
+            held[0].log if held[0] else (), held[1].log if held[1] else (), now,
+            (first[1], second[1]), windows_us)
+        for key, log, window_us in ((first[0], log_a, windows_us[0]),
+                                    (second[0], log_b, windows_us[1])):
+            if log:
+                self._windows[key] = _Window(log, window_us)
+            else:
+                self._windows.pop(key, None)
+        self._maybe_sweep(now)
+        return decision_a, decision_b
 
     def sweep(self, now_us: int | None = None) -> None:
         """Drop every key whose entries have all left their window."""

@@ -20,6 +20,11 @@ from gateway.store.resp import HotPath, RespError, pack
 
 _SCRIPT = (Path(__file__).parent / "lua" / "ratelimit.lua").read_text("utf-8")
 _SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
+# Two windows at once (the user's and a token's own), for tokens with a limit of their own.
+_BOTH = (Path(__file__).parent / "lua" / "ratelimit_both.lua").read_text("utf-8")
+_BOTH_SHA = hashlib.sha1(_BOTH.encode()).hexdigest()
+Window = tuple[str, int, float]
+"""A window to check: (key, limit, window_seconds)."""
 
 
 class RedisRateLimiter:
@@ -38,6 +43,7 @@ class RedisRateLimiter:
         self._client = client
         self._layout = Layout(prefix)
         self._script = client.register_script(_SCRIPT)
+        self._both = client.register_script(_BOTH)
         # The hot path: a lean pipelined connection instead of redis-py
         # (see gateway/store/resp.py for why); None uses redis-py.
         self._fast = fast
@@ -102,3 +108,37 @@ class RedisRateLimiter:
             # First call on this server (or after SCRIPT FLUSH): send it whole.
             return await self._fast.call(pack("EVAL", _SCRIPT, 1, redis_key, *args),
                                      key=redis_key)
+
+    async def hit_both(
+        self, first: Window, second: Window, *, now_us: int | None = None
+    ) -> tuple[RateDecision, RateDecision]:
+        """Admit a request into both windows or neither, in one script call."""
+        keys = [self.redis_key(first[0]), self.redis_key(second[0])]
+        args: list[Any] = []
+        for _, limit, window_seconds in (first, second):
+            if limit < 1:
+                raise ValueError(f"rate limit must be at least 1, got {limit!r}")
+            args += [limit, window_micros(window_seconds)]
+        args.append("" if now_us is None else now_us)
+        if self._fast is not None:
+            reply = await self._run_fast_both(keys, args)
+        else:
+            reply = await self._both(keys=keys, args=args)
+        allowed1, count1, reset1, allowed2, count2, reset2, _ = reply
+        return (
+            decision_from(allowed=bool(allowed1), limit=first[1], count=int(count1),
+                          reset_us=int(reset1)),
+            decision_from(allowed=bool(allowed2), limit=second[1], count=int(count2),
+                          reset_us=int(reset2)),
+        )
+
+    async def _run_fast_both(self, keys: list[str], args: list[Any]) -> Any:
+        assert self._fast is not None
+        try:
+            return await self._fast.call(pack("EVALSHA", _BOTH_SHA, len(keys), *keys, *args),
+                                         key=keys[0])
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            return await self._fast.call(pack("EVAL", _BOTH, len(keys), *keys, *args),
+                                     key=keys[0])

@@ -2,7 +2,7 @@
 
 :class:`RedisStore` is put together from one part per thing it stores
 (``redis_users``, ``redis_tokens``, ``redis_workspaces``, ``redis_trusted``,
-``redis_pubsub``) over the shared connections of ``redis_base``; every key
+``redis_pubsub``, ``redis_expiring``) over the shared connections of ``redis_base``; every key
 name is built in ``layout``, and records are (de)serialised in ``codec``.
 
 Every multi-key change is one Lua script, so it is atomic and costs one
@@ -12,7 +12,9 @@ round trip; revocations publish their invalidation inside the same script.
 from __future__ import annotations
 
 from gateway.policy.ratelimit import RateDecision, Reservation
+from gateway.store.base import RateWindow
 from gateway.store.redis_base import DEFAULT_MAX_CONNECTIONS, _wrap_errors
+from gateway.store.redis_expiring import RedisExpiring
 from gateway.store.redis_pubsub import RedisPubSub
 from gateway.store.redis_tokens import TOUCH_BATCH, RedisTokens
 from gateway.store.redis_trusted import RedisTrusted
@@ -22,7 +24,8 @@ from gateway.store.redis_workspaces import RedisWorkspaces
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "TOUCH_BATCH", "RedisStore"]
 
 
-class RedisStore(RedisUsers, RedisTokens, RedisWorkspaces, RedisTrusted, RedisPubSub):
+class RedisStore(RedisUsers, RedisTokens, RedisWorkspaces, RedisTrusted, RedisPubSub,
+                 RedisExpiring):
     """Store on one Redis server (``redis://``, ``rediss://``, ``unix://``), or on the
     master that Sentinel names (``redis+sentinel://``)."""
 
@@ -31,6 +34,14 @@ class RedisStore(RedisUsers, RedisTokens, RedisWorkspaces, RedisTrusted, RedisPu
     async def hit_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         """One atomic script call (time from Redis itself)."""
         return await self._limiter.hit(key, limit, window_seconds)
+
+    @_wrap_errors
+    async def hit_rate_limit_both(
+        self, first: RateWindow, second: RateWindow
+    ) -> tuple[RateDecision, RateDecision]:
+        """Both windows in one atomic script call (time from Redis itself); on a
+        cluster their keys share a slot (``policy.ratelimit.window_key``)."""
+        return await self._limiter.hit_both(first, second)
 
     @_wrap_errors
     async def peek_rate_limit(self, key: str, limit: int, window_seconds: float) -> RateDecision:

@@ -42,7 +42,8 @@ CLAIM_GRACE_MS = 30_000  # far beyond any store timeout: an add still under way
 SCRIPTS = ("credential", "create_token", "revoke_token", "revoke_all", "remove_user", "touch",
            "create_user", "uncreate_user", "dir_claim", "dir_release", "settings", "audit",
            "bearer_create", "trusted_enable", "trusted_disable", "trusted_bearer",
-           "trusted_revoke", "trusted_unclaim", "migrate_replace")
+           "trusted_revoke", "trusted_unclaim", "migrate_replace", "roll_token",
+           "set_token_field")
 Client = aioredis.Redis | ClusterClient
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -10,10 +10,14 @@ has been seen.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
+import orjson
+
 from gateway.policy.model import Credential, TokenRecord, TokenType
+from gateway.policy.restrictions import TokenLimit
 from gateway.store.base import AlreadyExists
 from gateway.store.codec import (
     _flat,
@@ -188,3 +192,32 @@ class RedisTokens(RedisBase):
                 await self._scripts["touch"](
                     keys=[self.keys.token(ws, t) for t, _ in batch],
                     args=[repr(ts) for _, ts in batch])
+
+    # restrictions and rolling: fields of the token's record (``scopes``,
+    # ``allowed_networks``, ``rate_limit`` as JSON; ``previous_secret_hash``,
+    # ``previous_secret_until``, ``rolled_at``), each change publishing its
+    # invalidation in the same script
+    @_wrap_errors  # not repeatable: a second roll would end the old secret's grace
+    async def roll_secret(self, token: str, *, secret_hash: str, previous_until: float,
+                          at: float) -> TokenRecord | None:
+        """Swap the secret hash and publish the invalidation, in one script."""
+        place = await self._place(token)
+        if place is None:
+            return None
+        res = await self._scripts["roll_token"](
+            keys=[self.keys.token(place[0], token)],
+            args=[secret_hash, repr(previous_until), repr(at), self.channel,
+                  _invalidation("token", token, at)])
+        return _record(token, _pairs(res)) if res else None
+
+    @_repeatable  # the same value again; a second invalidation only reloads caches
+    async def set_rate_limit(self, token: str, rate_limit: TokenLimit | None) -> TokenRecord | None:
+        """Set or remove the ``rate_limit`` field and publish the invalidation, in one script."""
+        place = await self._place(token)
+        if place is None:
+            return None
+        value = "" if rate_limit is None else orjson.dumps(rate_limit.to_json()).decode()
+        res = await self._scripts["set_token_field"](
+            keys=[self.keys.token(place[0], token)],
+            args=["rate_limit", value, self.channel, _invalidation("token", token, time.time())])
+        return _record(token, _pairs(res)) if res else None

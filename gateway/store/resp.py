@@ -170,6 +170,12 @@ class RespConnection:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append(future)
+        proto = self._protocol
+        if len(self._pending) == 1 and proto is not None and proto.transport is not None:
+            # Nothing else in flight: no other command is coming to share the
+            # write, so waiting for the end of the loop turn only adds latency.
+            proto.transport.write(command)
+            return future
         self._buffer.append(command)
         if not self._flush_scheduled:
             self._flush_scheduled = True

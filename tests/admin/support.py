@@ -21,7 +21,8 @@ from tests.conftest import ADMIN_KEY, GatewayProcess, RecordingUpstream, basic
 API = "/admin/api"
 TOKEN_FIELDS = {
     "token", "type", "name", "owner", "workspace", "created_by", "created_at",
-    "last_used_at", "expires_at", "revoked_at", "status",
+    "last_used_at", "expires_at", "revoked_at", "status", "expires_in_days",
+    "scopes", "allowed_networks", "rate_limit", "rolled_at", "previous_secret_expires_at",
 }
 NO_BODY: Any = object()
 

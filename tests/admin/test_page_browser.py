@@ -194,3 +194,72 @@ def test_messages_name_the_act_as_field_not_the_header(page: Page, gp: GatewayPr
     expect(status).to_contain_text("\u201cAct as\u201d")
     assert "X-Tokengate-Actor" not in status.inner_text()
     expect(page.locator("#created")).to_be_hidden()
+
+
+def proxy_call(gp: GatewayProcess, token: str, secret: str, method: str = "GET") -> int:
+    """The status of a proxied request with this method and these Basic credentials."""
+    request = urllib.request.Request(gp.proxy + "/api/default/reports", method=method,
+                                     headers={"Authorization": basic(token, secret)})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_create_a_scoped_token_roll_it_and_revoke_it(page: Page, gp: GatewayProcess) -> None:
+    """The form creates a read-only token for this host with its own limit, and its row says
+    so; Roll shows a new secret once while the old one keeps working through the grace
+    period, and the row shows the roll; Revoke ends both secrets."""
+    page.goto(gp.admin + "/admin/")
+    connect(page, ADMIN_KEY, "alice")
+    page.fill("#create-name", "read-only reporting")
+    page.fill("#create-scopes", "read-only\nPOST /api/{workspace}/reports/{report}/runs")
+    page.fill("#create-networks", "127.0.0.1, ::1")
+    page.fill("#create-limit", "50")
+    page.fill("#create-window", "60")
+    page.get_by_role("button", name="Create API key").click()
+    expect(page.locator("#created")).to_be_visible()
+    token = page.locator("#created-token").inner_text()
+    old = page.locator("#created-secret").inner_text()
+    row = page.locator("#tokens tr", has_text=token)
+    expect(row).to_contain_text(
+        "scopes: read-only; POST /api/{workspace}/reports/{report}/runs")
+    expect(row).to_contain_text("from 127.0.0.1/32, ::1/128")
+    expect(row).to_contain_text("50 per 60 s")
+    assert proxy_call(gp, token, old) == 502  # allowed, then the dead upstream
+    assert proxy_call(gp, token, old, "DELETE") == 403  # beyond its scopes
+
+    page.fill("#roll-grace", "3600")
+    row.get_by_role("button", name="Roll").click()
+    expect(page.locator("#status")).to_contain_text("Rolled " + token)
+    expect(page.locator("#created-what")).to_contain_text("new secret")
+    expect(page.locator("#created-token")).to_have_text(token)
+    new = page.locator("#created-secret").inner_text()
+    assert new.startswith("tgs_") and new != old
+    expect(row).to_contain_text("old secret until")
+    assert proxy_call(gp, token, new) == 502
+    assert proxy_call(gp, token, old) == 502  # still inside the grace period
+
+    row.get_by_role("button", name="Revoke").click()
+    expect(page.locator("#status")).to_have_text("Revoked " + token)
+    expect(page.locator("#created")).to_be_hidden()
+    expect(row).to_contain_text("revoked")
+    expect(row.get_by_role("button")).to_have_count(0)
+    assert new not in page.content() and old not in page.content()
+    assert proxy_call(gp, token, new) == 401
+    assert proxy_call(gp, token, old) == 401
+
+
+def test_a_bad_grant_in_the_form_is_said_on_screen(page: Page, gp: GatewayProcess) -> None:
+    """A scope the API refuses shows its message (naming the grant) and creates nothing."""
+    page.goto(gp.admin + "/admin/")
+    connect(page, ADMIN_KEY, "alice")
+    page.fill("#create-name", "typo")
+    page.fill("#create-scopes", "get /api/{workspace}/reports")
+    page.get_by_role("button", name="Create API key").click()
+    status = page.locator("#status")
+    expect(status).to_have_class("error")
+    expect(status).to_contain_text("scopes[0].methods")
+    expect(page.locator("#created")).to_be_hidden()
+    expect(page.locator("#tokens tr")).to_have_count(0)

@@ -27,7 +27,7 @@ from multidict import CIMultiDict
 
 from gateway.proxy.connections import FIXED_RESERVE, MIN_CAP, connection_cap
 from gateway.proxy.forward import body_deadline
-from tests.conftest import GatewayProcess, RecordingUpstream, basic, free_port
+from tests.conftest import BOTH_CLIENTS, GatewayProcess, RecordingUpstream, basic, free_port
 from tests.proxy.test_proxy import get
 from tests.rules.support import GatewayFactory
 
@@ -276,6 +276,7 @@ async def trickle_until_answered(reader: asyncio.StreamReader,
     return await response
 
 
+@BOTH_CLIENTS
 async def test_trickled_body_is_cut_with_408_and_the_upstream_request_aborted(
     gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:
@@ -322,6 +323,7 @@ async def test_trickled_token_request_body_is_cut_with_408(
     writer.close()
 
 
+@BOTH_CLIENTS
 async def test_unauthenticated_big_body_is_refused_unread_and_the_connection_closed(
     gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:
@@ -340,6 +342,7 @@ async def test_unauthenticated_big_body_is_refused_unread_and_the_connection_clo
     assert upstream.seen == []
 
 
+@BOTH_CLIENTS
 async def test_client_that_stops_reading_does_not_hold_the_upstream_pool(
     gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:
@@ -367,6 +370,7 @@ async def test_client_that_stops_reading_does_not_hold_the_upstream_pool(
 # --- Expect: 100-continue --------------------------------------------------------
 
 
+@BOTH_CLIENTS
 async def test_100_continue_comes_only_after_authentication(
     gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:
@@ -393,6 +397,7 @@ async def test_100_continue_comes_only_after_authentication(
     assert "expect" not in {name.lower() for name, _ in seen.headers}
 
 
+@BOTH_CLIENTS
 async def test_other_expectations_are_417(
     gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:
@@ -434,6 +439,7 @@ class BodyFirstUpstream:
             writer.close()
 
 
+@BOTH_CLIENTS
 async def test_expect_to_an_upstream_that_waits_for_the_body_never_hangs_the_pool(
     gateway_factory: GatewayFactory, redis_url: str
 ) -> None:
@@ -478,6 +484,7 @@ async def test_expect_to_an_upstream_that_waits_for_the_body_never_hangs_the_poo
 # --- SIGTERM ----------------------------------------------------------------------
 
 
+@BOTH_CLIENTS
 async def test_sigterm_cuts_requests_past_the_grace_period(
     gateway_factory: GatewayFactory, redis_url: str, upstream: RecordingUpstream
 ) -> None:

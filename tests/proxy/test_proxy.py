@@ -9,7 +9,9 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
-from tests.conftest import InProcess, RecordingUpstream, basic, free_port
+from tests.conftest import BOTH_CLIENTS, InProcess, RecordingUpstream, basic, free_port
+
+pytestmark = BOTH_CLIENTS  # every test here forwards, or proves nothing was forwarded
 
 
 async def get(url: str, **kw: object) -> tuple[int, CIMultiDict[str], bytes]:

@@ -13,9 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import RecordingUpstream, basic, free_port
+from tests.conftest import BOTH_CLIENTS, RecordingUpstream, basic, free_port
 
 
+@BOTH_CLIENTS
 async def test_serve_with_admin_api_end_to_end(
     gateway_factory, redis_url: str, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
 ) -> None:
@@ -49,6 +50,7 @@ def _rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+@BOTH_CLIENTS
 @pytest.mark.slow
 async def test_200_mb_bodies_stream_without_growing_memory(
     gateway_factory, redis_url: str, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
@@ -121,6 +123,7 @@ def test_demo_prints_a_curl_line_that_works(tmp_path: Path) -> None:
     assert proc.returncode == 0
 
 
+@BOTH_CLIENTS
 async def test_sigterm_drains_and_exits_zero(
     gateway_factory, redis_url: str, upstream: RecordingUpstream  # type: ignore[no-untyped-def]
 ) -> None:

@@ -67,7 +67,7 @@ async def test_hammering_past_the_limit_is_admitted_when_the_window_has_room(
     g: InProcess = await make_gateway({"rate_limit": {"limit": 3, "window_seconds": 1}})
     auth = basic(g.token, g.secret)
     client = aioredis.Redis.from_url(redis_url)
-    key = f"tg:rl:{{default:t:{g.token}}}"
+    key = f"tg:rl:default:{{t:{g.token}}}"
     try:
         async with aiohttp.ClientSession() as s:
             assert [(await call(s, g.proxy + "/", auth))[0] for _ in range(3)] == [200] * 3
@@ -222,7 +222,7 @@ async def test_idle_keys_expire_and_memory_is_bounded_by_the_limit(
     g: InProcess = await make_gateway({"rate_limit": {"limit": 4, "window_seconds": 1,
                                                       "auth_failures": {"limit": 3, "window_seconds": 1}}})
     client = aioredis.Redis.from_url(redis_url)
-    key = f"tg:rl:{{default:t:{g.token}}}"
+    key = f"tg:rl:default:{{t:{g.token}}}"
     failures = "tg:rl:{authfail:127.0.0.1}"
     try:
         async with aiohttp.ClientSession() as s:

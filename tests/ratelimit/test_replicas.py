@@ -94,7 +94,7 @@ async def test_no_window_ever_holds_more_than_the_limit_across_processes(
         replicas[0].admin_call, "POST", "/admin/api/tokens", {"type": "workspace", "name": "shared"})
     assert status == 201
     auth = {"Authorization": basic(created["token"], created["secret"])}
-    key = f"tg:rl:{{burst:t:{created['token']}}}"
+    key = f"tg:rl:burst:{{t:{created['token']}}}"
     admissions: dict[bytes, float] = {}
     # Only reads: redis-py's cluster client is fine for watching.
     client: Any = (aioredis.Redis.from_url(redis_url) if store == "redis_url" else

@@ -37,6 +37,7 @@ path = "/api/{workspace}/invites"
 token_types = ["workspace", "robot"]
 """, "typo-type"),
     "duplicate rule name": (GOOD + GOOD.replace("/fine", "/other"), "fine-rule"),
+    "a name a token's restrictions use": (GOOD.replace("fine-rule", "scope"), "scope"),
     "lower-case method": ("""
 [[deny]]
 name = "lower-method"

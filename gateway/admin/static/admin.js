@@ -83,6 +83,50 @@ function timeCell(row, iso) {
   return td;
 }
 
+// A grant as one line, the way the create form takes it.
+function grantText(grant) {
+  if (typeof grant === "string") return grant;
+  const methods = grant.methods && !(grant.methods.length === 1 && grant.methods[0] === "*")
+    ? grant.methods.join(",") + " " : "";
+  return methods + (grant.class !== undefined ? "class:" + grant.class : grant.path);
+}
+
+// What narrows a token, and its roll state: one line each, as text.
+function restrictionsCell(row, t) {
+  const lines = [];
+  if (t.scopes) lines.push("scopes: " + t.scopes.map(grantText).join("; "));
+  if (t.allowed_networks) lines.push("from " + t.allowed_networks.join(", "));
+  if (t.rate_limit) {
+    lines.push(t.rate_limit.limit + " per " + t.rate_limit.window_seconds + " s");
+  }
+  if (t.rolled_at) {
+    lines.push("rolled " + t.rolled_at.slice(0, 16).replace("T", " ") +
+      "; old secret until " + t.previous_secret_expires_at.slice(0, 16).replace("T", " "));
+  }
+  const td = cell(row, lines.length ? "" : null);
+  td.className = "restrictions";
+  for (const line of lines) {
+    const div = document.createElement("div");
+    div.textContent = line;
+    td.appendChild(div);
+  }
+}
+
+function showSecret(what, token, secret) {
+  $("created-what").textContent = what;
+  $("created-token").textContent = token;
+  $("created-secret").textContent = secret;
+  $("created").hidden = false;
+}
+
+function actionButton(parent, label, action) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = label;
+  button.addEventListener("click", () => run(action));
+  parent.appendChild(button);
+}
+
 async function loadTokens() {
   const session = state.session;
   const query = new URLSearchParams();
@@ -99,19 +143,31 @@ async function loadTokens() {
     for (const key of ["name", "owner", "created_by"]) cell(row, t[key]);
     for (const key of ["created_at", "last_used_at", "expires_at"]) timeCell(row, t[key]);
     cell(row, t.status).className = "fixed";
+    restrictionsCell(row, t);
     const actions = cell(row, "");
-    actions.className = "fixed";
+    actions.className = "fixed actions";
+    if (t.status === "active" && (t.type === "workspace" || t.type === "member")) {
+      actionButton(actions, "Roll", async () => {
+        forgetSecret();
+        const session = state.session;
+        const grace = $("roll-grace").value === "" ? undefined : Number($("roll-grace").value);
+        const rolled = await api("POST", "/tokens/" + encodeURIComponent(t.token) + "/roll",
+          grace === undefined ? {} : { grace_seconds: grace });
+        if (session !== state.session) return;
+        showSecret("Save the new secret now: it is shown only this once.", rolled.token,
+          rolled.secret);
+        say("Rolled " + rolled.token + "; the old secret works until " +
+          rolled.previous_secret_expires_at.slice(0, 19).replace("T", " ") + " UTC");
+        await loadTokens();
+      });
+    }
     if (t.status === "active") {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.textContent = "Revoke";
-      button.addEventListener("click", () => run(async () => {
+      actionButton(actions, "Revoke", async () => {
         forgetSecret();
         await api("DELETE", "/tokens/" + encodeURIComponent(t.token));
         say("Revoked " + t.token);
         await loadTokens();
-      }));
-      actions.appendChild(button);
+      });
     }
     body.appendChild(row);
   }
@@ -189,18 +245,50 @@ $("revoke-all").addEventListener("click", () => {
   });
 });
 
-$("create").addEventListener("submit", (event) => {
-  event.preventDefault();
+// One grant per line, as the CLI's --scope takes it: read-only, class:NAME, PATH or
+// METHODS PATH. The API checks them; this only shapes them.
+function parseGrants(text) {
+  const grants = [];
+  for (const line of text.split("\n")) {
+    const words = line.trim().split(/\s+/).filter(Boolean);
+    if (words.length === 0) continue;
+    if (words.length === 1 && words[0] === "read-only") {
+      grants.push("read-only");
+      continue;
+    }
+    if (words.length > 2) throw new ApiError(422, "Scopes: \u201c" + line.trim() +
+      "\u201d is not a grant (read-only, class:NAME, PATH or METHODS PATH)");
+    const target = words[words.length - 1];
+    const grant = target.startsWith("class:") ? { class: target.slice(6) } : { path: target };
+    if (words.length === 2) grant.methods = words[0].split(",").filter(Boolean);
+    grants.push(grant);
+  }
+  return grants;
+}
+
+function createBody() {
   const body = { type: $("create-type").value, name: $("create-name").value };
   if ($("create-days").value) body.expires_in_days = Number($("create-days").value);
+  if ($("create-scopes").value.trim()) body.scopes = parseGrants($("create-scopes").value);
+  const networks = $("create-networks").value.split(/[\s,]+/).filter(Boolean);
+  if (networks.length) body.allowed_networks = networks;
+  if ($("create-limit").value) {
+    body.rate_limit = { limit: Number($("create-limit").value),
+      window_seconds: Number($("create-window").value || 60) };
+  }
+  return body;
+}
+
+$("create").addEventListener("submit", (event) => {
+  event.preventDefault();
   run(async () => {
     forgetSecret();
+    const body = createBody();
     const session = state.session;
     const created = await api("POST", "/tokens", body);
     if (session !== state.session) return;
-    $("created-token").textContent = created.token;
-    $("created-secret").textContent = created.secret;
-    $("created").hidden = false;
+    showSecret("Save the secret now: it is shown only this once.", created.token,
+      created.secret);
     say("Created " + created.token);
     await loadTokens();
   });

@@ -12,10 +12,12 @@ lookup.
 Redirections: ``MOVED`` (the slot has a new owner) updates that slot, asks for
 the whole map again in the background, and resends the command once; ``ASK``
 (the slot is being migrated and this key already left) sends ``ASKING`` and the
-command to the node named, without changing the map. Anything else
-(``TRYAGAIN``, ``CLUSTERDOWN``, a second redirection, a lost node) fails the
-call, which the store answers with 503; a lost node also has the map asked for
-again, so a promoted replica is found.
+command to the node named, without changing the map. A node that cannot be
+reached at all (nothing was sent) has the map asked for again, and the
+command goes to the slot's new owner if there is one (a promoted replica).
+Anything else (``TRYAGAIN``, ``CLUSTERDOWN``, a second redirection, a node lost
+with the command in flight, which may have run) fails the call, which the
+store answers with 503, and has the map asked for again in the background.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ SCHEMES = ("redis+cluster", "rediss+cluster")
 DEFAULT_PORT = 6379
 SLOTS = 16384
 REFRESH_EVERY = 0.1  # at most this often (seconds) while calls keep failing
+NOT_CONNECTED = "cannot connect"  # resp.RespConnection's error when nothing was sent
 Node = tuple[str, int]
 
 
@@ -164,7 +167,18 @@ class SlotRouter:
             if node is None:
                 raise RespError(f"CLUSTERDOWN no primary serves slot {slot}")
         try:
-            return await self.connection(node).call(command)
+            try:
+                return await self.connection(node).call(command)
+            except RespError as exc:
+                if not str(exc).startswith(NOT_CONNECTED):
+                    raise
+                # Nothing was sent: after a failover the slot has a new owner,
+                # which the map, asked again, names.
+                await self.refresh()
+                moved_to = self._owners[slot]
+                if moved_to is None or moved_to == node:
+                    raise
+                return await self.connection(moved_to).call(command)
         except RespReplyError as exc:
             redirect = _redirect(str(exc))
             if redirect is None:
@@ -189,8 +203,11 @@ class SlotRouter:
             await self._ask_for_map()
 
     async def refresh(self) -> None:
-        """Ask for the slot map now (joining a refresh already under way)."""
+        """Ask for the slot map now (joining a refresh under way; one that ended less
+        than REFRESH_EVERY ago stands, so failing calls under load ask seldom)."""
         if self._refresh is None:
+            if self._refreshed_at and time.monotonic() - self._refreshed_at < REFRESH_EVERY:
+                return
             self._refresh = asyncio.ensure_future(self._ask_for_map())
         await asyncio.shield(self._refresh)
 

@@ -149,6 +149,13 @@ class ClusterProcesses:
 
         wait_for("cluster_state:ok on every node", ok, deadline)
 
+    def wait_failover(self, primaries: int, deadline: float = START_DEADLINE) -> None:
+        """Until ``primaries`` live nodes are primaries again (a replica of a dead one
+        was promoted, so the failure was seen) and every live node reports ok."""
+        wait_for(f"{primaries} primaries again", lambda: len(self.primaries()) == primaries,
+                 deadline)
+        self.wait_ok(deadline)
+
     def url(self, first: int = 0, scheme: str = "redis+cluster") -> str:
         """A ``redis+cluster://`` URL listing every live node, node ``first`` first."""
         order = [self.nodes[first], *(n for i, n in enumerate(self.nodes) if i != first)]

@@ -9,6 +9,7 @@ from importlib import resources
 import pytest
 
 from gateway.config import ConfigError, load_settings
+from gateway.policy.ratelimit import window_key
 from gateway.store.cluster import key_slot
 from gateway.store.layout import Layout
 from gateway.store.redis_base import SCRIPTS
@@ -34,6 +35,10 @@ def test_every_key_a_workspace_owns_shares_its_slot() -> None:
     assert key_slot(layout.token_dir("tgw_x")) == key_slot("tok:tgw_x")
     assert key_slot(layout.user_dir("ada")) == key_slot("user:ada")
     assert key_slot(layout.rate_limit("default:t:tgw_x")) == key_slot("default:t:tgw_x")
+    # A subject's windows (each class's and a token's own) share its slot.
+    windows = [window_key("default", "u:ada"), window_key("burst", "u:ada"),
+               window_key("token:tgw_x", "u:ada")]
+    assert {key_slot(layout.rate_limit(w)) for w in windows} == {key_slot("u:ada")}
     assert key_slot("123456789") == 0x31C3  # CRC16/XMODEM, as Redis computes it
 
 
@@ -48,7 +53,7 @@ def test_every_script_has_a_shebang_and_is_registered() -> None:
     """Each script starts with ``#!lua`` (Redis then refuses any key outside the declared
     slot, on every topology) and the store registers exactly the scripts there are."""
     found = scripts()
-    assert {name.removesuffix(".lua") for name in found} == {*SCRIPTS, "ratelimit"}
+    assert {name.removesuffix(".lua") for name in found} == {*SCRIPTS, "ratelimit", "ratelimit_both"}
     assert [name for name, text in found.items() if not text.startswith("#!lua\n")] == []
 
 

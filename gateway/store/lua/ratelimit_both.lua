@@ -22,37 +22,38 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
-local function live(key, window)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  return redis.call('ZCARD', key)
+-- Each helper takes the index of its key in KEYS (so every key it touches is a declared one).
+local function live(i, window)
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  return redis.call('ZCARD', KEYS[i])
 end
 
-local function admit(key, count, window)
+local function admit(i, count, window)
   -- Members unique even when two requests share a microsecond (as ratelimit.lua).
   local n = count
-  while redis.call('ZADD', key, 'NX', now, string.format('%.0f-%d', now, n)) == 0 do
+  while redis.call('ZADD', KEYS[i], 'NX', now, string.format('%.0f-%d', now, n)) == 0 do
     n = n + 1
   end
-  redis.call('PEXPIRE', key, math.ceil(window / 1000))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(window / 1000))
   return count + 1
 end
 
-local function reset(key, count, limit, window)
+local function reset(i, count, limit, window)
   if count == 0 then return 0 end
   local index = math.max(0, count - limit)
-  local blocker = redis.call('ZRANGE', key, index, index, 'WITHSCORES')
+  local blocker = redis.call('ZRANGE', KEYS[i], index, index, 'WITHSCORES')
   return tonumber(blocker[2]) + window - now
 end
 
 local limit1, window1 = tonumber(ARGV[1]), tonumber(ARGV[2])
 local limit2, window2 = tonumber(ARGV[3]), tonumber(ARGV[4])
-local count1 = live(KEYS[1], window1)
-local count2 = live(KEYS[2], window2)
+local count1 = live(1, window1)
+local count2 = live(2, window2)
 local allowed1, allowed2 = count1 < limit1, count2 < limit2
 if allowed1 and allowed2 then
-  count1 = admit(KEYS[1], count1, window1)
-  count2 = admit(KEYS[2], count2, window2)
+  count1 = admit(1, count1, window1)
+  count2 = admit(2, count2, window2)
 end
 
-return {allowed1 and 1 or 0, count1, reset(KEYS[1], count1, limit1, window1),
-        allowed2 and 1 or 0, count2, reset(KEYS[2], count2, limit2, window2), now}
+return {allowed1 and 1 or 0, count1, reset(1, count1, limit1, window1),
+        allowed2 and 1 or 0, count2, reset(2, count2, limit2, window2), now}

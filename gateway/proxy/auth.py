@@ -193,8 +193,20 @@ class Authenticator:
             else:
                 # The reservation and the credential load go out together, so
                 # the cold path gains no round trip.
-                reservation, credential = await asyncio.gather(
-                    self._reserve(client, holding), self.cache.load(creds.token, self._load))
+                reserved, loaded = await asyncio.gather(
+                    self._reserve(client, holding), self.cache.load(creds.token, self._load),
+                    return_exceptions=True)
+                if isinstance(reserved, BaseException):
+                    raise reserved
+                reservation = reserved
+                if isinstance(loaded, BaseException):
+                    # The store could not answer (503): no secret was judged, so
+                    # no failed attempt is counted (else a failover would
+                    # throttle every client whose credential it caught cold).
+                    if reservation.at_us is not None:
+                        self._refund_soon(client, reservation.at_us)
+                    raise loaded
+                credential = loaded
             # The current secret, or a rolled-away one inside its grace period.
             match = None if credential is None else secret_match(
                 credential.record, self.keys.hash_secret(creds.secret), now)

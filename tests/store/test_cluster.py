@@ -276,9 +276,10 @@ async def _down(cluster: ClusterProcesses) -> bool:
 
 
 async def test_a_primary_killed_under_load(gateway_factory, upstream: RecordingUpstream) -> None:  # type: ignore[no-untyped-def]
-    """Requests while a primary dies and its replica takes over are answered 200 or 503,
-    nothing else; after the failover they succeed again, and the gateway that listened on
-    the dead node hears invalidations again (it resubscribed through another)."""
+    """Requests while the workspace's primary dies and its replica takes over are
+    answered 200 or 503, nothing else (a credential that could not be loaded counts no
+    failed attempt, so no 429); after the failover they succeed again, and the gateway
+    that listened on the dead node hears invalidations again (it resubscribed)."""
     from gateway.keys import generate_master_key
 
     cluster = ClusterProcesses(primaries=3, replicas=1, node_timeout_ms=1000)
@@ -287,7 +288,9 @@ async def test_a_primary_killed_under_load(gateway_factory, upstream: RecordingU
         probe = gateway_at(gateway_factory, cluster, cluster.nodes[0], upstream, master)
         _, tok = probe.admin_call("POST", "/admin/api/tokens", {"type": "workspace", "name": "x"})
         auth = basic(tok["token"], tok["secret"])
-        victim = await owner(cluster, Layout().rate_limit(f"default:t:{tok['token']}"))
+        # The workspace's primary: credential loads, the revocation and (the
+        # listener subscribed there) every invalidation depend on it.
+        victim = await owner(cluster, Layout().ws("default", "tokens"))
         listener = gateway_at(gateway_factory, cluster, victim, upstream, master)
         assert await subscribers(victim) >= 1
         statuses: list[int] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -391,6 +392,7 @@ async def make_gateway(aiohttp_server, upstream: RecordingUpstream, redis_url: s
     from gateway.admin.app import build_admin_app
     from gateway.config import load_settings
     from gateway.keys import Keys
+    from gateway.policy.errors import Conflict
     from gateway.policy.model import Role, TokenType
     from gateway.policy.permissions import Actor
     from gateway.proxy.app import build_proxy_app
@@ -412,10 +414,8 @@ async def make_gateway(aiohttp_server, upstream: RecordingUpstream, redis_url: s
         await gw.start()
         made.append(gw)
         op = Actor.operator()
-        try:
+        with contextlib.suppress(Conflict):  # a second gateway on the same store
             await gw.lifecycle.add_user(op, "root", Role.ADMIN, None)
-        except Exception:
-            pass
         new = await gw.lifecycle.create_token(op, TokenType.WORKSPACE, "test token")
         proxy = await aiohttp_server(build_proxy_app(gw))
         admin = await aiohttp_server(build_admin_app(gw))

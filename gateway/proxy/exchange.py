@@ -96,7 +96,8 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def usable(self) -> bool:
         """Open, and with nothing left over from an earlier exchange."""
-        return not self.closed and not self._dirty and self._error is None
+        return (not self.closed and not self._dirty and self._error is None
+                and self.transport is not None and not self.transport.is_closing())
 
     @property
     def answered(self) -> bool:

@@ -167,21 +167,26 @@ class LeanClient:
 
     async def _relay(self, request: web.Request, conn: UpstreamConnection, head: Head,
                      extra: Sequence[tuple[str, str]]) -> web.StreamResponse:
-        response = web.StreamResponse(status=head.status, reason=head.reason or None)
-        copy_headers(response, head, extra)
         framing = head.framing.body
         reader = conn.body
         assert reader is not None
         whole = reader.take_all()
-        if whole is not None:
-            # Arrived whole (most answers): the connection goes back first,
-            # then the client gets status, headers and body in one write.
+        reason = head.reason or None
+        if whole is not None and framing is not Body.NONE:
+            # Arrived whole (most answers): the connection goes back first;
+            # aiohttp writes status, headers and body in one write once the
+            # handler chain returns (a StreamResponse sends its head alone).
             self.pool.release(conn)
-            if framing in (Body.CHUNKED, Body.CLOSE):
-                response.content_length = len(whole)
+            answer = web.Response(status=head.status, reason=reason, body=whole or None)
+            copy_headers(answer, head, extra)  # Content-Length: the upstream's, or len(whole)
+            return answer
+        response = web.StreamResponse(status=head.status, reason=reason)
+        copy_headers(response, head, extra)
+        if whole is not None:  # no body: HEAD, 204, 304, Content-Length: 0
+            self.pool.release(conn)
             try:
                 await response.prepare(request)
-                await response.write_eof(whole)
+                await response.write_eof()
             except ConnectionResetError:
                 pass  # the client went away; nothing is left to relay
             return response

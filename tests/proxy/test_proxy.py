@@ -16,9 +16,9 @@ pytestmark = BOTH_CLIENTS  # every test here forwards, or proves nothing was for
 
 async def get(url: str, **kw: object) -> tuple[int, CIMultiDict[str], bytes]:
     """One request with a fresh client; status, headers (case-insensitive), body."""
-    async with aiohttp.ClientSession() as s:
-        async with s.request(kw.pop("method", "GET"), url, **kw) as r:  # type: ignore[arg-type]
-            return r.status, CIMultiDict(r.headers), await r.read()
+    async with aiohttp.ClientSession() as s, \
+            s.request(kw.pop("method", "GET"), url, **kw) as r:  # type: ignore[arg-type]
+        return r.status, CIMultiDict(r.headers), await r.read()
 
 
 async def test_authenticated_request_reaches_upstream_with_identity(
@@ -26,7 +26,7 @@ async def test_authenticated_request_reaches_upstream_with_identity(
 ) -> None:
     """A valid token's request arrives upstream with identity headers and without Authorization."""
     g: InProcess = await make_gateway()
-    status, headers, body = await get(
+    status, headers, _ = await get(
         g.proxy + "/api/default/reports?x=1&y=%20z",
         method="POST", data=b"hello",
         headers={"Authorization": basic(g.token, g.secret), "X-Custom": "kept",
@@ -101,7 +101,7 @@ async def test_wrong_secret_and_unknown_token_look_the_same(make_gateway) -> Non
     from gateway.policy.model import TokenType
 
     s1, h1, b1 = await get(g.proxy + "/", headers={"Authorization": basic(g.token, new_secret())})
-    s2, h2, b2 = await get(g.proxy + "/", headers={
+    s2, _, b2 = await get(g.proxy + "/", headers={
         "Authorization": basic(new_token(TokenType.WORKSPACE), new_secret())})
     assert s1 == s2 == 401 and b1 == b2
     assert h1["WWW-Authenticate"] == 'Basic realm="tokengate"'
@@ -134,7 +134,7 @@ async def test_hostile_authorization_is_401_and_changes_nothing(
     g: InProcess = await make_gateway()
     client = aioredis.Redis.from_url(redis_url)
     before = {k for k in await client.keys("*") if b":rl:" not in k}
-    status, headers, body = await get(g.proxy + "/", headers={"Authorization": value})
+    status, headers, _ = await get(g.proxy + "/", headers={"Authorization": value})
     after = {k for k in await client.keys("*") if b":rl:" not in k}
     await client.aclose()
     assert status == 401 and b"problem" in headers["Content-Type"].encode()
@@ -154,7 +154,7 @@ async def test_upstream_unreachable_is_502(make_gateway) -> None:  # type: ignor
     """An upstream refusing connections gives 502 problem+json."""
     port = free_port()
     g: InProcess = await make_gateway({"upstream": {"url": f"http://127.0.0.1:{port}"}})
-    status, headers, body = await get(g.proxy + "/", headers={"Authorization": basic(g.token, g.secret)})
+    status, headers, _ = await get(g.proxy + "/", headers={"Authorization": basic(g.token, g.secret)})
     assert status == 502 and headers["Content-Type"].startswith("application/problem+json")
 
 
@@ -173,12 +173,13 @@ async def test_store_down_fails_closed_with_503(make_gateway, redis_server) -> N
     dead.bind(("127.0.0.1", 0))
     port = dead.getsockname()[1]
     dead.close()
+    from aiohttp.test_utils import TestServer
+
     from gateway.config import load_settings
     from gateway.keys import Keys
     from gateway.proxy.app import build_proxy_app
     from gateway.runtime import Gateway
     from gateway.store import open_store
-    from aiohttp.test_utils import TestServer
 
     settings = load_settings(environ={}, overrides={
         "upstream": {"url": g.gw.settings.upstream.url},  # type: ignore[attr-defined]

@@ -30,12 +30,11 @@ async def test_serve_with_admin_api_end_to_end(
     status, listing = gp.admin_call("GET", "/admin/api/tokens")
     assert status == 200 and [t["token"] for t in listing["tokens"]] == [tok["token"]]
     assert "secret" not in listing["tokens"][0]
-    async with aiohttp.ClientSession() as s:
-        async with s.get(gp.proxy + "/api/default/things",
-                         headers={"Authorization": basic(tok["token"], tok["secret"]),
-                                  "X-Tokengate-User": "mallory",
-                                  "x_tokengate_role": "owner"}) as r:
-            assert r.status == 200
+    async with aiohttp.ClientSession() as s, s.get(
+            gp.proxy + "/api/default/things",
+            headers={"Authorization": basic(tok["token"], tok["secret"]),
+                     "X-Tokengate-User": "mallory", "x_tokengate_role": "owner"}) as r:
+        assert r.status == 200
     seen = {k.lower(): v for k, v in upstream.seen[-1].headers}
     assert seen["x-tokengate-user"] == "workspace:default"
     assert seen["x-tokengate-role"] == "admin"
@@ -110,12 +109,12 @@ def test_demo_prints_a_curl_line_that_works(tmp_path: Path) -> None:
         m = re.fullmatch(r"curl -u (\S+):(\S+) (\S+)", line)
         assert m is not None, line
         res = subprocess.run(["curl", "-s", "-i", "-u", f"{m[1]}:{m[2]}", m[3]],
-                             capture_output=True, text=True, timeout=10)
+                             capture_output=True, text=True, timeout=10, check=False)
         assert res.stdout.startswith("HTTP/1.1 200")
         assert '"X-Tokengate-User"' in res.stdout
         bad = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u",
                               f"{m[1]}:{m[2][:-1]}{'X' if m[2][-1] != 'X' else 'Y'}", m[3]], capture_output=True, text=True,
-                             timeout=10)
+                             timeout=10, check=False)
         assert bad.stdout == "401"
     finally:
         proc.send_signal(signal.SIGINT)

@@ -24,8 +24,8 @@ from gateway.store.redis_workspaces import RedisWorkspaces
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "TOUCH_BATCH", "RedisStore"]
 
 
-class RedisStore(RedisUsers, RedisTokens, RedisWorkspaces, RedisTrusted, RedisPubSub,
-                 RedisExpiring):
+class RedisStore(RedisUsers, RedisExpiring, RedisTokens, RedisWorkspaces, RedisTrusted,
+                 RedisPubSub):
     """Store on one Redis server (``redis://``, ``rediss://``, ``unix://``), or on the
     master that Sentinel names (``redis+sentinel://``)."""
 

@@ -281,6 +281,12 @@ class RedisBase:
             expected = current.get("claim", "")  # stale: replace exactly that entry
         raise AlreadyExists(taken)
 
+    async def _workspaces(self, workspace: str | None) -> list[str]:
+        """The workspace named, or every workspace that holds anything (sorted)."""
+        if workspace is not None:
+            return [workspace]
+        return sorted(_s(w) or "" for w in await self.client.smembers(self.keys.workspaces))
+
     async def _entry_workspace(self, key: str) -> str | None:
         """The workspace a directory entry names, or None."""
         return _s(await self.client.hget(key, "workspace"))

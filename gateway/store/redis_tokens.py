@@ -125,11 +125,7 @@ class RedisTokens(RedisBase):
         self, workspace: str | None, *, owner: str | None = None
     ) -> list[TokenRecord]:
         """Tokens of a workspace (or all), oldest first."""
-        if workspace is None:
-            workspaces = sorted(_s(w) or "" for w in
-                                await self.client.smembers(self.keys.workspaces))
-        else:
-            workspaces = [workspace]
+        workspaces = await self._workspaces(workspace)
         async with self.client.pipeline(transaction=False) as pipe:
             for ws in workspaces:
                 pipe.zrange(self.keys.ws(ws, "tokens"), 0, -1)

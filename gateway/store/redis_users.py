@@ -60,11 +60,7 @@ class RedisUsers(RedisBase):
     @_repeatable
     async def list_users(self, workspace: str | None) -> list[User]:
         """Users of a workspace (or all), sorted by name."""
-        if workspace is None:
-            workspaces = sorted(_s(w) or "" for w in
-                                await self.client.smembers(self.keys.workspaces))
-        else:
-            workspaces = [workspace]
+        workspaces = await self._workspaces(workspace)
         async with self.client.pipeline(transaction=False) as pipe:
             for ws in workspaces:
                 pipe.smembers(self.keys.ws(ws, "users"))

@@ -19,7 +19,6 @@ from gateway.store.codec import (
     _flat,
     _invalidation,
     _pairs_dict,
-    _s,
     _settings,
     _settings_fields,
 )
@@ -58,9 +57,8 @@ class RedisWorkspaces(RedisBase):
         if workspace is not None:
             keys = [self.keys.audit(workspace)]
         else:
-            names = await self.client.smembers(self.keys.workspaces)
             # The security list once, last ("" is no workspace, listed or not).
-            keys = [self.keys.audit(w) for w in sorted(_s(n) or "" for n in names) if w]
+            keys = [self.keys.audit(w) for w in await self._workspaces(None) if w]
             keys.append(self.keys.audit(""))
         async with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
